@@ -1,0 +1,49 @@
+# dockyard — build, share, run.  `make run` sets up and runs the example; `make test` runs every test.
+SHELL := /bin/bash
+PYTHON ?= /usr/bin/python3
+VENV := .venv
+BIN := $(VENV)/bin
+SOCK ?= /run/dockyard/dockyard.sock
+APT_PACKAGES := busybox-static runc python3-venv iproute2 ca-certificates
+
+.PHONY: install run test lint bench daemon stop-daemon clean
+
+$(BIN)/dockyardd: pyproject.toml
+	@if ! dpkg -s $(APT_PACKAGES) >/dev/null 2>&1; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(APT_PACKAGES); fi
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	@touch $@
+
+install: $(BIN)/dockyardd
+
+# Start the daemon in the background unless one already answers on $(SOCK).
+daemon: install
+	@if ! $(BIN)/dockyard -H unix://$(SOCK) version >/dev/null 2>&1; then \
+		mkdir -p /var/log; \
+		nohup $(BIN)/dockyardd -H unix://$(SOCK) >>/var/log/dockyardd.log 2>&1 & \
+		for i in $$(seq 1 100); do $(BIN)/dockyard -H unix://$(SOCK) version >/dev/null 2>&1 && break; sleep 0.1; done; \
+		$(BIN)/dockyard -H unix://$(SOCK) version >/dev/null || { tail -20 /var/log/dockyardd.log; exit 1; }; \
+	fi
+
+stop-daemon:
+	-@[ -f /run/dockyard/dockyardd.pid ] && kill $$(cat /run/dockyard/dockyardd.pid) || true
+
+run: daemon
+	$(BIN)/dockyard bootstrap busybox
+	$(BIN)/dockyard run --rm --name dockyard-hello-$$$$ busybox \
+		sh -c 'echo "hello from $$(hostname), pid $$$$ in its own namespaces; uname: $$(uname -sr)"; ls /'
+
+test: install
+	$(BIN)/python -m pytest -q
+
+lint: install
+	$(BIN)/ruff check src tests bench
+	$(BIN)/mypy
+
+bench: install
+	$(BIN)/python bench/run_bench.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info

@@ -1,0 +1,88 @@
+"""SQLite access: one connection per process, WAL, migrations on open, short transactions.
+
+The daemon calls this from its event loop; every statement is a point lookup or a small scan,
+so it runs inline. ``transaction()`` is the unit of atomicity for multi-row changes.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from dockyard.errors import FailedPrecondition, Internal
+from dockyard.metadata.schema import MIGRATIONS
+
+
+class Database:
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.conn = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False,
+                                        timeout=10.0)
+        except sqlite3.Error as exc:
+            raise Internal(f"cannot open metadata database {self.path}: {exc}") from exc
+        self.conn.row_factory = sqlite3.Row
+        self._lock = threading.RLock()
+        self.conn.execute("PRAGMA journal_mode=WAL")
+        self.conn.execute("PRAGMA synchronous=NORMAL")
+        self.conn.execute("PRAGMA foreign_keys=ON")
+        self.migrate()
+
+    @property
+    def schema_version(self) -> int:
+        return int(self.conn.execute("PRAGMA user_version").fetchone()[0])
+
+    def migrate(self) -> None:
+        version = self.schema_version
+        if version > len(MIGRATIONS):
+            raise FailedPrecondition(
+                f"metadata database {self.path} has schema version {version}, newer than this dockyard "
+                f"understands ({len(MIGRATIONS)}); upgrade dockyard")
+        for number in range(version, len(MIGRATIONS)):
+            with self.transaction() as conn:
+                for statement in _split(MIGRATIONS[number]):
+                    conn.execute(statement)
+                conn.execute(f"PRAGMA user_version={number + 1}")
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """BEGIN IMMEDIATE … COMMIT, rolled back on any exception."""
+        with self._lock:
+            self.conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self.conn
+            except BaseException:
+                self.conn.execute("ROLLBACK")
+                raise
+            else:
+                self.conn.execute("COMMIT")
+
+    def query(self, sql: str, params: tuple[object, ...] | dict[str, object] = ()) -> list[sqlite3.Row]:
+        with self._lock:
+            return list(self.conn.execute(sql, params))
+
+    def query_one(self, sql: str, params: tuple[object, ...] | dict[str, object] = ()) -> sqlite3.Row | None:
+        with self._lock:
+            return self.conn.execute(sql, params).fetchone()  # type: ignore[no-any-return]
+
+    def execute(self, sql: str, params: tuple[object, ...] | dict[str, object] = ()) -> int:
+        """Run one statement in its own transaction; returns the number of rows changed."""
+        with self._lock:
+            return self.conn.execute(sql, params).rowcount
+
+    def close(self) -> None:
+        with self._lock:
+            self.conn.close()
+
+
+def _split(script: str) -> Iterator[str]:
+    """Split a migration into statements (they contain no ';' inside strings or triggers)."""
+    for part in script.split(";"):
+        lines = [ln.split("--", 1)[0] for ln in part.splitlines()]
+        stmt = "\n".join(lines).strip()
+        if stmt:
+            yield stmt

@@ -1,0 +1,1 @@
+"""Pure OCI data: digests, descriptors, media types, references. No I/O."""

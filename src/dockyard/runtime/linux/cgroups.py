@@ -1,0 +1,264 @@
+"""Container cgroups for both cgroup v1 (one hierarchy per controller) and v2 (unified).
+
+The mode is detected from ``/sys/fs/cgroup``: a ``cgroup.controllers`` file there means v2; otherwise
+every cgroup v1 hierarchy listed in ``/proc/self/mountinfo`` is used (hybrid hosts keep their v2
+mount without controllers, which we leave alone as runc does).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import time
+from typing import Any
+
+from dockyard.errors import Conflict, Internal, InvalidArgument
+
+CGROUP_ROOT = "/sys/fs/cgroup"
+
+
+def is_v2() -> bool:
+    return os.path.exists(f"{CGROUP_ROOT}/cgroup.controllers")
+
+
+def v1_hierarchies() -> dict[str, list[str]]:
+    """Mount point of each cgroup v1 hierarchy -> its controllers (``name=x`` kept as is)."""
+    found: dict[str, list[str]] = {}
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            pre, _, post = line.partition(" - ")
+            fstype, _src, superopts = post.split()[:3]
+            if fstype != "cgroup":
+                continue
+            mountpoint = pre.split()[4]
+            ctrls = [o for o in superopts.split(",") if o not in ("rw", "ro", "clone_children")
+                     and not o.startswith(("release_agent=", "cpuset_v2_mode", "noprefix", "xattr"))]
+            found.setdefault(mountpoint, ctrls)
+    return found
+
+
+def _write(path: str, value: str) -> None:
+    try:
+        with open(path, "w") as f:
+            f.write(value)
+    except OSError as exc:
+        raise Internal(f"cannot write {value!r} to {path}: {exc.strerror}") from exc
+
+
+def _read(path: str) -> str:
+    with open(path) as f:
+        return f.read().strip()
+
+
+class Cgroup:
+    """The cgroup(s) of one container, addressed by the spec's ``linux.cgroupsPath``."""
+
+    def __init__(self, path: str) -> None:
+        if not path:
+            raise InvalidArgument("empty cgroups path")
+        self.path = "/" + path.strip("/")
+        if ".." in self.path.split("/"):
+            raise InvalidArgument(f"invalid cgroupsPath {path!r}")
+        self.v2 = is_v2()
+        self.hierarchies: dict[str, list[str]] = {} if self.v2 else v1_hierarchies()
+
+    # -- layout ------------------------------------------------------------------------------
+    def dirs(self) -> dict[str, str]:
+        """Controller (v1 hierarchy mount point name, or "" for v2) -> this container's directory."""
+        if self.v2:
+            return {"": CGROUP_ROOT + self.path}
+        return {os.path.basename(mp): mp + self.path for mp in self.hierarchies}
+
+    def dir_for(self, controller: str) -> str | None:
+        if self.v2:
+            return CGROUP_ROOT + self.path
+        for mp, ctrls in self.hierarchies.items():
+            if controller in ctrls:
+                return mp + self.path
+        return None
+
+    def _main_dir(self) -> str:
+        return self.dir_for("freezer") or self.dir_for("pids") or next(iter(self.dirs().values()))
+
+    # -- lifecycle ----------------------------------------------------------------------------
+    def create(self) -> None:
+        if self.v2:
+            self._create_v2()
+            return
+        for mp, ctrls in self.hierarchies.items():
+            cur = mp
+            for part in self.path.strip("/").split("/"):
+                parent, cur = cur, f"{cur}/{part}"
+                try:
+                    os.mkdir(cur, 0o755)
+                except FileExistsError:
+                    pass
+                if "cpuset" in ctrls:
+                    # a fresh v1 cpuset is empty and cannot take tasks: inherit the parent's sets
+                    for key in ("cpuset.cpus", "cpuset.mems"):
+                        if not _read(f"{cur}/{key}"):
+                            _write(f"{cur}/{key}", _read(f"{parent}/{key}"))
+
+    def _create_v2(self) -> None:
+        cur = CGROUP_ROOT
+        parts = self.path.strip("/").split("/")
+        for i, part in enumerate(parts):
+            avail = _read(f"{cur}/cgroup.controllers").split()
+            if i > 0 or avail:
+                # delegate every available controller down to the container's cgroup
+                wanted = " ".join(f"+{c}" for c in avail)
+                if wanted:
+                    try:
+                        _write(f"{cur}/cgroup.subtree_control", wanted)
+                    except Internal:
+                        pass  # the root may refuse some (e.g. with processes in it); best effort
+            cur = f"{cur}/{part}"
+            try:
+                os.mkdir(cur, 0o755)
+            except FileExistsError:
+                pass
+
+    def join(self, pid: int) -> None:
+        for d in self.dirs().values():
+            _write(f"{d}/cgroup.procs", str(pid))
+
+    def exists(self) -> bool:
+        return any(os.path.isdir(d) for d in self.dirs().values())
+
+    def procs(self) -> list[int]:
+        try:
+            return [int(x) for x in _read(f"{self._main_dir()}/cgroup.procs").split()]
+        except FileNotFoundError:
+            return []
+
+    def destroy(self, timeout: float = 5.0) -> None:
+        """Remove the container's cgroup directories (the leaf only; shared parents stay)."""
+        deadline = time.monotonic() + timeout
+        for d in self.dirs().values():
+            while True:
+                try:
+                    os.rmdir(d)
+                    break
+                except FileNotFoundError:
+                    break
+                except OSError as exc:
+                    if exc.errno != errno.EBUSY or time.monotonic() > deadline:
+                        raise Internal(f"cannot remove cgroup {d}: {exc.strerror}") from exc
+                    time.sleep(0.01)
+
+    # -- freezer ------------------------------------------------------------------------------
+    def frozen(self) -> bool:
+        try:
+            if self.v2:
+                return _read(f"{CGROUP_ROOT}{self.path}/cgroup.freeze") == "1"
+            d = self.dir_for("freezer")
+            return d is not None and _read(f"{d}/freezer.state") != "THAWED"
+        except FileNotFoundError:
+            return False
+
+    def freeze(self, on: bool) -> None:
+        if self.v2:
+            d = CGROUP_ROOT + self.path
+            _write(f"{d}/cgroup.freeze", "1" if on else "0")
+            want, key = ("frozen 1" if on else "frozen 0"), "cgroup.events"
+        else:
+            fd = self.dir_for("freezer")
+            if fd is None:
+                raise Conflict("the freezer cgroup controller is not available")
+            d = fd
+            _write(f"{d}/freezer.state", "FROZEN" if on else "THAWED")
+            want, key = ("FROZEN" if on else "THAWED"), "freezer.state"
+        for _ in range(1000):
+            if want in _read(f"{d}/{key}"):
+                return
+            if not self.v2 and on:
+                _write(f"{d}/freezer.state", "FROZEN")  # v1 may stay FREEZING: retry the write
+            time.sleep(0.002)
+        raise Internal(f"cgroup {self.path} did not reach state {want!r}")
+
+    # -- limits -------------------------------------------------------------------------------
+    def set(self, res: dict[str, Any]) -> None:
+        (self._set_v2 if self.v2 else self._set_v1)(res)
+
+    def _set_v1(self, res: dict[str, Any]) -> None:
+        mem = res.get("memory") or {}
+        md = self.dir_for("memory")
+        if md and mem:
+            limit, swap = mem.get("limit"), mem.get("swap")
+            if limit is not None and swap is not None and os.path.exists(f"{md}/memory.memsw.limit_in_bytes"):
+                # memsw must stay >= limit at every step: order the writes accordingly
+                try:
+                    _write(f"{md}/memory.limit_in_bytes", str(limit))
+                    _write(f"{md}/memory.memsw.limit_in_bytes", str(swap))
+                except Internal:
+                    _write(f"{md}/memory.memsw.limit_in_bytes", str(swap))
+                    _write(f"{md}/memory.limit_in_bytes", str(limit))
+            elif limit is not None:
+                _write(f"{md}/memory.limit_in_bytes", str(limit))
+            if mem.get("reservation") is not None:
+                _write(f"{md}/memory.soft_limit_in_bytes", str(mem["reservation"]))
+            if mem.get("swappiness") is not None and os.path.exists(f"{md}/memory.swappiness"):
+                _write(f"{md}/memory.swappiness", str(mem["swappiness"]))
+        cpu = res.get("cpu") or {}
+        cd = self.dir_for("cpu")
+        if cd and cpu:
+            if cpu.get("shares"):
+                _write(f"{cd}/cpu.shares", str(cpu["shares"]))
+            if cpu.get("period"):
+                _write(f"{cd}/cpu.cfs_period_us", str(cpu["period"]))
+            if cpu.get("quota") is not None and cpu.get("quota") != 0:
+                _write(f"{cd}/cpu.cfs_quota_us", str(cpu["quota"]))
+        sd = self.dir_for("cpuset")
+        if sd:
+            if cpu.get("cpus"):
+                _write(f"{sd}/cpuset.cpus", cpu["cpus"])
+            if cpu.get("mems"):
+                _write(f"{sd}/cpuset.mems", cpu["mems"])
+        pids = res.get("pids") or {}
+        pd = self.dir_for("pids")
+        if pd and "limit" in pids:
+            _write(f"{pd}/pids.max", str(pids["limit"]) if pids["limit"] > 0 else "max")
+        dd = self.dir_for("devices")
+        if dd and res.get("devices"):
+            for rule in res["devices"]:
+                _write(f"{dd}/{'devices.allow' if rule.get('allow') else 'devices.deny'}", _device_rule(rule))
+
+    def _set_v2(self, res: dict[str, Any]) -> None:
+        d = CGROUP_ROOT + self.path
+        mem = res.get("memory") or {}
+        if mem.get("limit") is not None:
+            _write(f"{d}/memory.max", _max(mem["limit"]))
+        if mem.get("swap") is not None and os.path.exists(f"{d}/memory.swap.max"):
+            swap = mem["swap"]
+            # the spec's swap is memory+swap (v1 semantics); v2 limits swap alone
+            _write(f"{d}/memory.swap.max", "max" if swap < 0 else str(max(swap - (mem.get("limit") or 0), 0)))
+        if mem.get("reservation") is not None:
+            _write(f"{d}/memory.low", str(mem["reservation"]))
+        cpu = res.get("cpu") or {}
+        if cpu.get("shares"):
+            weight = 1 + ((int(cpu["shares"]) - 2) * 9999) // 262142
+            _write(f"{d}/cpu.weight", str(weight))
+        if cpu.get("quota") or cpu.get("period"):
+            quota = cpu.get("quota")
+            _write(f"{d}/cpu.max", f"{_max(quota) if quota else 'max'} {cpu.get('period') or 100000}")
+        if cpu.get("cpus"):
+            _write(f"{d}/cpuset.cpus", cpu["cpus"])
+        if cpu.get("mems"):
+            _write(f"{d}/cpuset.mems", cpu["mems"])
+        pids = res.get("pids") or {}
+        if "limit" in pids:
+            _write(f"{d}/pids.max", _max(pids["limit"]))
+        # v2 device filtering needs an eBPF program; not supported yet (devices stay unfiltered)
+
+
+def _max(value: int) -> str:
+    return "max" if value is None or value <= 0 else str(value)
+
+
+def _device_rule(rule: dict[str, Any]) -> str:
+    kind = rule.get("type") or "a"
+    if kind == "a":
+        return "a"
+    major = "*" if rule.get("major") is None or rule["major"] < 0 else str(rule["major"])
+    minor = "*" if rule.get("minor") is None or rule["minor"] < 0 else str(rule["minor"])
+    return f"{kind} {major}:{minor} {rule.get('access') or 'rwm'}"

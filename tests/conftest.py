@@ -1,0 +1,147 @@
+"""Shared test fixtures: root gating and a live daemon (own socket, data root, exec root)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+BIN = Path(sys.executable).parent
+IS_ROOT = os.geteuid() == 0
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if IS_ROOT:
+        return
+    skip = pytest.mark.skip(reason="needs root (namespaces, mounts, cgroups)")
+    for item in items:
+        if "root" in item.keywords:
+            item.add_marker(skip)
+
+
+@dataclass
+class LiveDaemon:
+    """A dockyardd started for the tests, with its own socket and roots."""
+    proc: subprocess.Popen[bytes]
+    sock: Path
+    data_root: Path
+    exec_root: Path
+    log: Path
+
+    @property
+    def host(self) -> str:
+        return f"unix://{self.sock}"
+
+    def cli(self, *args: str, input: bytes | None = None, timeout: float = 60,
+            check: bool = True) -> subprocess.CompletedProcess[bytes]:
+        """Run the dockyard CLI against this daemon."""
+        res = subprocess.run([str(BIN / "dockyard"), "-H", self.host, *args], input=input,
+                             capture_output=True, timeout=timeout)
+        if check and res.returncode != 0:
+            raise AssertionError(f"dockyard {' '.join(args)} exited {res.returncode}: "
+                                 f"{res.stderr.decode(errors='replace')}")
+        return res
+
+    def docker(self, *args: str, input: bytes | None = None, timeout: float = 60,
+               check: bool = True) -> subprocess.CompletedProcess[bytes]:
+        """Run the stock docker CLI against this daemon."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith("DOCKER_")}
+        env["DOCKER_HOST"] = self.host
+        env["DOCKER_CONFIG"] = str(self.data_root.parent / "docker-config")
+        res = subprocess.run(["docker", *args], input=input, capture_output=True, timeout=timeout, env=env)
+        if check and res.returncode != 0:
+            raise AssertionError(f"docker {' '.join(args)} exited {res.returncode}: "
+                                 f"{res.stderr.decode(errors='replace')}")
+        return res
+
+
+def start_daemon(base: Path, *extra: str) -> LiveDaemon:
+    tag = uuid.uuid4().hex[:8]
+    # Unix socket paths are limited to 108 bytes and shims live at <exec-root>/shims/<64 hex>/:
+    # keep the exec root short.
+    exec_root = Path(f"/run/dy-{tag}")
+    data_root = base / "data"
+    sock = exec_root / "dockyard.sock"
+    log = base / "dockyardd.log"
+    data_root.mkdir(parents=True, exist_ok=True)
+    with open(log, "wb") as logf:
+        proc = subprocess.Popen(
+            [str(BIN / "dockyardd"), "-H", f"unix://{sock}", "--data-root", str(data_root),
+             "--exec-root", str(exec_root), "--log-level", "debug", *extra],
+            stdout=logf, stderr=subprocess.STDOUT, start_new_session=True)
+    d = LiveDaemon(proc, sock, data_root, exec_root, log)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"dockyardd exited {proc.returncode}: {log.read_text()[-3000:]}")
+        if sock.exists() and d.cli("version", check=False).returncode == 0:
+            return d
+        time.sleep(0.05)
+    stop_daemon(d)
+    raise AssertionError(f"dockyardd did not come up: {log.read_text()[-3000:]}")
+
+
+def stop_daemon(d: LiveDaemon) -> None:
+    """Remove every container, stop the daemon, and leave no mount, cgroup or file behind."""
+    if d.proc.poll() is None:
+        ids = d.cli("ps", "-aq", check=False).stdout.split()
+        if ids:
+            d.cli("rm", "-f", *[i.decode() for i in ids], check=False, timeout=120)
+        d.proc.send_signal(signal.SIGTERM)
+        try:
+            d.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            d.proc.kill()
+            d.proc.wait()
+    _kill_leftover_shims(d.exec_root)
+    _unmount_under(d.data_root)
+    _unmount_under(d.exec_root)
+    shutil.rmtree(d.exec_root, ignore_errors=True)
+    shutil.rmtree(d.data_root, ignore_errors=True)
+
+
+def _kill_leftover_shims(exec_root: Path) -> None:
+    """SIGKILL every process whose command line names this exec root (shims, runtimes)."""
+    needle = str(exec_root).encode()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if needle in (entry / "cmdline").read_bytes():
+                os.kill(int(entry.name), signal.SIGKILL)
+        except OSError:
+            pass
+
+
+def _unmount_under(root: Path) -> None:
+    prefix = str(root)
+    with open("/proc/self/mountinfo") as f:
+        targets = [line.split()[4] for line in f]
+    for target in sorted((t for t in targets if t.startswith(prefix)), key=len, reverse=True):
+        subprocess.run(["umount", "-l", target], check=False, capture_output=True)
+
+
+@pytest.fixture(scope="session")
+def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveDaemon]:
+    """One live daemon for the session, with busybox:latest bootstrapped."""
+    if not IS_ROOT:
+        pytest.skip("needs root")
+    d = start_daemon(tmp_path_factory.mktemp("dockyardd"))
+    try:
+        d.cli("bootstrap", "busybox", timeout=120)
+        yield d
+    finally:
+        stop_daemon(d)
+
+
+def unique(prefix: str = "t") -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:10]}"

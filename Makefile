@@ -14,6 +14,7 @@ $(BIN)/dockyardd: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/python -m compileall -q src >/dev/null
 	@touch $@
 
 install: $(BIN)/dockyardd
@@ -36,6 +37,7 @@ run: daemon
 		sh -c 'echo "hello from $$(hostname), pid $$$$ in its own namespaces; uname: $$(uname -sr)"; ls /'
 
 test: install
+	@$(BIN)/python -m compileall -q src >/dev/null
 	$(BIN)/python -m pytest -q
 
 lint: install

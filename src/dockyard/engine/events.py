@@ -25,9 +25,9 @@ def matches(event: Event, filters: dict[str, list[str]]) -> bool:
     actions = [event.action, event.action.split(":", 1)[0]]
     if not one_of("event", actions):
         return False
-    if filters.get("container"):
-        if event.type != "container" or not _match_id(event.actor_id, name, filters["container"]):
-            return False
+    if filters.get("container") and (
+            event.type != "container" or not _match_id(event.actor_id, name, filters["container"])):
+        return False
     if filters.get("image"):
         image = event.attributes.get("image", "")
         ids = [event.actor_id] if event.type == "image" else []
@@ -86,7 +86,7 @@ class EventBus:
                         return
                     try:
                         event = await asyncio.wait_for(queue.get(), remaining)
-                    except asyncio.TimeoutError:
+                    except TimeoutError:
                         return
                 else:
                     event = await queue.get()

@@ -10,9 +10,12 @@ from __future__ import annotations
 import errno
 import os
 import time
-from typing import Any
 
-from dockyard.errors import Conflict, Internal, InvalidArgument
+from dockyard.errors import Conflict, FailedPrecondition, Internal, InvalidArgument
+
+TYPE_CHECKING = False  # typing costs ~4 ms per runtime call; annotations are strings anyway
+if TYPE_CHECKING:
+    from typing import Any
 
 CGROUP_ROOT = "/sys/fs/cgroup"
 
@@ -45,6 +48,13 @@ def _write(path: str, value: str) -> None:
         raise Internal(f"cannot write {value!r} to {path}: {exc.strerror}") from exc
 
 
+def _write_v2(d: str, name: str, value: str) -> None:
+    if not os.path.exists(f"{d}/{name}"):
+        ctrl = name.split(".", 1)[0]
+        raise FailedPrecondition(f"cannot set {name}: the {ctrl} controller is not enabled for cgroup {d}")
+    _write(f"{d}/{name}", value)
+
+
 def _read(path: str) -> str:
     with open(path) as f:
         return f.read().strip()
@@ -53,25 +63,27 @@ def _read(path: str) -> str:
 class Cgroup:
     """The cgroup(s) of one container, addressed by the spec's ``linux.cgroupsPath``."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, mount_root: str = CGROUP_ROOT, v2: bool | None = None) -> None:
+        """``mount_root``/``v2`` override detection (tests use a hybrid host's unified mount)."""
         if not path:
             raise InvalidArgument("empty cgroups path")
         self.path = "/" + path.strip("/")
         if ".." in self.path.split("/"):
             raise InvalidArgument(f"invalid cgroupsPath {path!r}")
-        self.v2 = is_v2()
+        self.root = mount_root
+        self.v2 = is_v2() if v2 is None else v2
         self.hierarchies: dict[str, list[str]] = {} if self.v2 else v1_hierarchies()
 
     # -- layout ------------------------------------------------------------------------------
     def dirs(self) -> dict[str, str]:
         """Controller (v1 hierarchy mount point name, or "" for v2) -> this container's directory."""
         if self.v2:
-            return {"": CGROUP_ROOT + self.path}
+            return {"": self.root + self.path}
         return {os.path.basename(mp): mp + self.path for mp in self.hierarchies}
 
     def dir_for(self, controller: str) -> str | None:
         if self.v2:
-            return CGROUP_ROOT + self.path
+            return self.root + self.path
         for mp, ctrls in self.hierarchies.items():
             if controller in ctrls:
                 return mp + self.path
@@ -100,18 +112,15 @@ class Cgroup:
                             _write(f"{cur}/{key}", _read(f"{parent}/{key}"))
 
     def _create_v2(self) -> None:
-        cur = CGROUP_ROOT
-        parts = self.path.strip("/").split("/")
-        for i, part in enumerate(parts):
-            avail = _read(f"{cur}/cgroup.controllers").split()
-            if i > 0 or avail:
-                # delegate every available controller down to the container's cgroup
-                wanted = " ".join(f"+{c}" for c in avail)
-                if wanted:
-                    try:
-                        _write(f"{cur}/cgroup.subtree_control", wanted)
-                    except Internal:
-                        pass  # the root may refuse some (e.g. with processes in it); best effort
+        cur = self.root
+        for part in self.path.strip("/").split("/"):
+            # delegate every controller available here to the next level, one at a time so one
+            # refusal (e.g. a threaded subtree) does not cost us the others
+            for ctrl in _read(f"{cur}/cgroup.controllers").split():
+                try:
+                    _write(f"{cur}/cgroup.subtree_control", f"+{ctrl}")
+                except Internal:
+                    pass
             cur = f"{cur}/{part}"
             try:
                 os.mkdir(cur, 0o755)
@@ -150,7 +159,7 @@ class Cgroup:
     def frozen(self) -> bool:
         try:
             if self.v2:
-                return _read(f"{CGROUP_ROOT}{self.path}/cgroup.freeze") == "1"
+                return _read(f"{self.root}{self.path}/cgroup.freeze") == "1"
             d = self.dir_for("freezer")
             return d is not None and _read(f"{d}/freezer.state") != "THAWED"
         except FileNotFoundError:
@@ -158,7 +167,7 @@ class Cgroup:
 
     def freeze(self, on: bool) -> None:
         if self.v2:
-            d = CGROUP_ROOT + self.path
+            d = self.root + self.path
             _write(f"{d}/cgroup.freeze", "1" if on else "0")
             want, key = ("frozen 1" if on else "frozen 0"), "cgroup.events"
         else:
@@ -224,30 +233,30 @@ class Cgroup:
                 _write(f"{dd}/{'devices.allow' if rule.get('allow') else 'devices.deny'}", _device_rule(rule))
 
     def _set_v2(self, res: dict[str, Any]) -> None:
-        d = CGROUP_ROOT + self.path
+        d = self.root + self.path
         mem = res.get("memory") or {}
         if mem.get("limit") is not None:
-            _write(f"{d}/memory.max", _max(mem["limit"]))
+            _write_v2(d, "memory.max", _max(mem["limit"]))
         if mem.get("swap") is not None and os.path.exists(f"{d}/memory.swap.max"):
             swap = mem["swap"]
             # the spec's swap is memory+swap (v1 semantics); v2 limits swap alone
-            _write(f"{d}/memory.swap.max", "max" if swap < 0 else str(max(swap - (mem.get("limit") or 0), 0)))
+            _write_v2(d, "memory.swap.max", "max" if swap < 0 else str(max(swap - (mem.get("limit") or 0), 0)))
         if mem.get("reservation") is not None:
-            _write(f"{d}/memory.low", str(mem["reservation"]))
+            _write_v2(d, "memory.low", str(mem["reservation"]))
         cpu = res.get("cpu") or {}
         if cpu.get("shares"):
             weight = 1 + ((int(cpu["shares"]) - 2) * 9999) // 262142
-            _write(f"{d}/cpu.weight", str(weight))
+            _write_v2(d, "cpu.weight", str(weight))
         if cpu.get("quota") or cpu.get("period"):
             quota = cpu.get("quota")
-            _write(f"{d}/cpu.max", f"{_max(quota) if quota else 'max'} {cpu.get('period') or 100000}")
+            _write_v2(d, "cpu.max", f"{_max(quota) if quota else 'max'} {cpu.get('period') or 100000}")
         if cpu.get("cpus"):
-            _write(f"{d}/cpuset.cpus", cpu["cpus"])
+            _write_v2(d, "cpuset.cpus", cpu["cpus"])
         if cpu.get("mems"):
-            _write(f"{d}/cpuset.mems", cpu["mems"])
+            _write_v2(d, "cpuset.mems", cpu["mems"])
         pids = res.get("pids") or {}
         if "limit" in pids:
-            _write(f"{d}/pids.max", _max(pids["limit"]))
+            _write_v2(d, "pids.max", _max(pids["limit"]))
         # v2 device filtering needs an eBPF program; not supported yet (devices stay unfiltered)
 
 
@@ -262,3 +271,22 @@ def _device_rule(rule: dict[str, Any]) -> str:
     major = "*" if rule.get("major") is None or rule["major"] < 0 else str(rule["major"])
     minor = "*" if rule.get("minor") is None or rule["minor"] < 0 else str(rule["minor"])
     return f"{kind} {major}:{minor} {rule.get('access') or 'rwm'}"
+
+
+# Always allowed after the spec's own rules (as runc does): the default device nodes, ptys,
+# and mknod of anything.
+_ALLOWED_DEVICES: list[tuple[str, int, int, str]] = [
+    ("c", -1, -1, "m"), ("b", -1, -1, "m"), ("c", 1, 3, "rwm"), ("c", 1, 8, "rwm"), ("c", 1, 7, "rwm"),
+    ("c", 5, 0, "rwm"), ("c", 1, 5, "rwm"), ("c", 1, 9, "rwm"), ("c", 5, 1, "rwm"), ("c", 136, -1, "rwm"),
+    ("c", 5, 2, "rwm"), ("c", 10, 200, "rwm"),
+]
+
+
+def with_default_devices(res: dict[str, Any], devices: list[dict[str, Any]]) -> dict[str, Any]:
+    """``res`` with device rules allowing the default nodes and the spec's ``linux.devices``."""
+    rules = list(res.get("devices") or [])
+    rules += [{"allow": True, "type": t, "major": ma, "minor": mi, "access": acc}
+              for t, ma, mi, acc in _ALLOWED_DEVICES]
+    rules += [{"allow": True, "type": d.get("type", "c"), "major": d.get("major"), "minor": d.get("minor"),
+               "access": "rwm"} for d in devices]
+    return {**res, "devices": rules}

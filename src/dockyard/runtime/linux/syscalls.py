@@ -10,15 +10,16 @@ from __future__ import annotations
 import ctypes
 import os
 
-from dockyard.mount import sys_mount, sys_umount
-
 __all__ = [
     "CLONE_NEWCGROUP", "CLONE_NEWIPC", "CLONE_NEWNET", "CLONE_NEWNS", "CLONE_NEWPID", "CLONE_NEWUTS",
     "capset", "mknod", "pivot_root", "prctl", "setdomainname", "sethostname", "setns", "sys_mount",
     "sys_umount", "unshare",
 ]
 
+# "libc.so.6" directly: ctypes.util.find_library would run ldconfig on every runtime call
 _libc = ctypes.CDLL("libc.so.6", use_errno=True)
+_libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p]
+_libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
 
 CLONE_NEWNS = 0x00020000
 CLONE_NEWCGROUP = 0x02000000
@@ -47,6 +48,20 @@ def _check(rc: int, what: str) -> int:
         err = ctypes.get_errno()
         raise OSError(err, f"{what}: {os.strerror(err)}")
     return rc
+
+
+def sys_mount(source: str, target: str, fstype: str | None, flags: int = 0, data: str | None = None) -> None:
+    """mount(2); same contract as ``dockyard.mount.sys_mount`` without its ctypes.util import cost."""
+    rc = _libc.mount(source.encode(), target.encode(), fstype.encode() if fstype else None, flags,
+                     data.encode() if data else None)
+    if rc != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"mount {source} on {target} ({fstype or 'bind/remount'}, {data or ''}): "
+                           f"{os.strerror(err)}")
+
+
+def sys_umount(target: str, flags: int = 0) -> None:
+    _check(_libc.umount2(target.encode(), flags), f"umount {target}")
 
 
 def unshare(flags: int) -> None:

@@ -1,0 +1,414 @@
+"""Docker JSON ↔ engine dataclasses for containers and exec (the only home of PascalCase names).
+
+Request bodies are validated strictly: a wrong type is an InvalidArgument naming the field.
+Rendered objects carry every field Docker's own daemon renders, with Docker's zero values, because
+the docker CLI and SDK index into them without checking.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from dockyard.api.timefmt import human_status, unix_seconds
+from dockyard.api.validate import Fields
+from dockyard.engine.types import (
+    ContainerConfig,
+    ContainerRecord,
+    CreateOptions,
+    ExecConfig,
+    ExecRecord,
+    HealthConfig,
+    HostConfig,
+    LogConfig,
+    MountPoint,
+    Resources,
+    RestartPolicy,
+)
+from dockyard.errors import InvalidArgument
+
+# --------------------------------------------------------------------------- requests
+
+
+def parse_health(f: Fields) -> HealthConfig | None:
+    if not f.data:
+        return None
+    return HealthConfig(
+        test=f.str_list("Test"),
+        interval_ns=f.int("Interval"),
+        timeout_ns=f.int("Timeout"),
+        start_period_ns=f.int("StartPeriod"),
+        start_interval_ns=f.int("StartInterval"),
+        retries=f.int("Retries"),
+    )
+
+
+def parse_config(f: Fields) -> ContainerConfig:
+    health = f.sub("Healthcheck")
+    return ContainerConfig(
+        image=f.str("Image"),
+        cmd=f.strslice("Cmd"),
+        entrypoint=f.strslice("Entrypoint"),
+        env=f.str_list("Env"),
+        working_dir=f.str("WorkingDir"),
+        user=f.str("User"),
+        hostname=f.str("Hostname"),
+        domainname=f.str("Domainname"),
+        tty=f.bool("Tty"),
+        open_stdin=f.bool("OpenStdin"),
+        stdin_once=f.bool("StdinOnce"),
+        attach_stdin=f.bool("AttachStdin"),
+        attach_stdout=f.bool("AttachStdout", True),
+        attach_stderr=f.bool("AttachStderr", True),
+        labels=f.str_map("Labels"),
+        stop_signal=f.str("StopSignal"),
+        stop_timeout=f.opt_int("StopTimeout"),
+        exposed_ports=f.obj_map("ExposedPorts"),
+        volumes=f.obj_map("Volumes"),
+        healthcheck=parse_health(health),
+        network_disabled=f.bool("NetworkDisabled"),
+        args_escaped=f.bool("ArgsEscaped"),
+        on_build=f.strslice("OnBuild"),
+        shell=f.strslice("Shell"),
+        mac_address=f.str("MacAddress"),
+    )
+
+
+def parse_restart_policy(f: Fields) -> RestartPolicy:
+    name = f.str("Name", "no") or "no"
+    if name not in ("no", "always", "on-failure", "unless-stopped"):
+        raise InvalidArgument(f"invalid restart policy: unknown policy '{name}'")
+    retries = f.int("MaximumRetryCount")
+    if retries < 0:
+        raise InvalidArgument("invalid restart policy: maximum retry count cannot be negative")
+    if retries and name != "on-failure":
+        raise InvalidArgument(f"invalid restart policy: maximum retry count can only be used with 'on-failure'")
+    return RestartPolicy(name=name, maximum_retry_count=retries)
+
+
+def parse_resources(f: Fields) -> Resources:
+    """Resource fields sit directly inside HostConfig (and the update body)."""
+    return Resources(
+        memory=f.int("Memory"),
+        memory_swap=f.int("MemorySwap"),
+        memory_reservation=f.int("MemoryReservation"),
+        nano_cpus=f.int("NanoCpus"),
+        cpu_shares=f.int("CpuShares"),
+        cpu_period=f.int("CpuPeriod"),
+        cpu_quota=f.int("CpuQuota"),
+        cpuset_cpus=f.str("CpusetCpus"),
+        cpuset_mems=f.str("CpusetMems"),
+        pids_limit=f.opt_int("PidsLimit"),
+        blkio_weight=f.int("BlkioWeight"),
+        oom_kill_disable=f.bool("OomKillDisable"),
+    )
+
+
+def _port_bindings(f: Fields) -> dict[str, list[dict[str, str]]]:
+    out: dict[str, list[dict[str, str]]] = {}
+    for port, bindings in f.sub("PortBindings").data.items():
+        if bindings is None:
+            out[port] = []
+            continue
+        if not isinstance(bindings, list):
+            raise InvalidArgument(f"invalid HostConfig.PortBindings[{port!r}]: expected an array")
+        items = []
+        for b in bindings:
+            bf = Fields(b, f"HostConfig.PortBindings[{port!r}]")
+            items.append({"HostIp": bf.str("HostIp"), "HostPort": bf.str("HostPort")})
+        out[port] = items
+    return out
+
+
+def _console_size(value: Any, where: str) -> tuple[int, int] | None:
+    if value is None:
+        return None
+    if (not isinstance(value, list) or len(value) != 2
+            or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value)):
+        raise InvalidArgument(f"invalid {where}: expected [height, width]")
+    if value == [0, 0]:
+        return None
+    return (value[0], value[1])
+
+
+def parse_host_config(f: Fields) -> HostConfig:
+    log = f.sub("LogConfig")
+    return HostConfig(
+        binds=f.str_list("Binds"),
+        network_mode=f.str("NetworkMode", "default") or "default",
+        port_bindings=_port_bindings(f),
+        restart_policy=parse_restart_policy(f.sub("RestartPolicy")),
+        auto_remove=f.bool("AutoRemove"),
+        runtime=f.str("Runtime"),
+        init=f.opt_bool("Init"),
+        privileged=f.bool("Privileged"),
+        readonly_rootfs=f.bool("ReadonlyRootfs"),
+        cap_add=f.str_list("CapAdd"),
+        cap_drop=f.str_list("CapDrop"),
+        security_opt=f.str_list("SecurityOpt"),
+        dns=f.str_list("Dns"),
+        dns_search=f.str_list("DnsSearch"),
+        dns_options=f.str_list("DnsOptions"),
+        extra_hosts=f.str_list("ExtraHosts"),
+        tmpfs=f.str_map("Tmpfs"),
+        shm_size=f.int("ShmSize"),
+        log_config=LogConfig(type=log.str("Type", "json-file") or "json-file", config=log.str_map("Config")),
+        resources=parse_resources(f),
+        sysctls=f.str_map("Sysctls"),
+        ulimits=f.dict_list("Ulimits"),
+        group_add=f.str_list("GroupAdd"),
+        oom_score_adj=f.int("OomScoreAdj"),
+        pid_mode=f.str("PidMode"),
+        ipc_mode=f.str("IpcMode", "private") or "private",
+        uts_mode=f.str("UTSMode"),
+        console_size=_console_size(f.raw("ConsoleSize"), "HostConfig.ConsoleSize"),
+    )
+
+
+def parse_create(body: dict[str, Any], name: str, platform: str) -> CreateOptions:
+    """``POST /containers/create``: the body is Config with HostConfig and NetworkingConfig inside."""
+    f = Fields(body, "Config")
+    config = parse_config(f)
+    if not config.image:
+        raise InvalidArgument("config cannot be empty in order to create a container: Image is required")
+    host = parse_host_config(f.sub("HostConfig"))
+    f.sub("NetworkingConfig")  # validated as an object; networks are not wired yet
+    return CreateOptions(name=name, config=config, host_config=host, platform=platform)
+
+
+def parse_update(body: dict[str, Any]) -> tuple[Resources | None, RestartPolicy | None]:
+    f = Fields(body, "UpdateConfig")
+    resource_keys = ("Memory", "MemorySwap", "MemoryReservation", "NanoCpus", "CpuShares", "CpuPeriod",
+                     "CpuQuota", "CpusetCpus", "CpusetMems", "PidsLimit", "BlkioWeight", "OomKillDisable")
+    resources = parse_resources(f) if any(f.raw(k) is not None for k in resource_keys) else None
+    policy = parse_restart_policy(f.sub("RestartPolicy")) if f.raw("RestartPolicy") is not None else None
+    return resources, policy
+
+
+def parse_exec(body: dict[str, Any]) -> ExecConfig:
+    f = Fields(body, "ExecConfig")
+    cmd = f.strslice("Cmd")
+    if not cmd:
+        raise InvalidArgument("No exec command specified")
+    return ExecConfig(
+        cmd=cmd,
+        tty=f.bool("Tty"),
+        attach_stdin=f.bool("AttachStdin"),
+        attach_stdout=f.bool("AttachStdout"),
+        attach_stderr=f.bool("AttachStderr"),
+        detach_keys=f.str("DetachKeys"),
+        env=f.str_list("Env"),
+        user=f.str("User"),
+        working_dir=f.str("WorkingDir"),
+        privileged=f.bool("Privileged"),
+        console_size=_console_size(f.raw("ConsoleSize"), "ExecConfig.ConsoleSize"),
+    )
+
+
+def parse_exec_start(body: dict[str, Any]) -> tuple[bool, bool]:
+    f = Fields(body, "ExecStartConfig")
+    _console_size(f.raw("ConsoleSize"), "ExecStartConfig.ConsoleSize")
+    return f.bool("Detach"), f.bool("Tty")
+
+
+# --------------------------------------------------------------------------- rendering
+
+
+def render_health_config(h: HealthConfig | None) -> dict[str, Any] | None:
+    if h is None:
+        return None
+    return {"Test": h.test, "Interval": h.interval_ns, "Timeout": h.timeout_ns,
+            "StartPeriod": h.start_period_ns, "StartInterval": h.start_interval_ns, "Retries": h.retries}
+
+
+def render_config(c: ContainerConfig) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "Hostname": c.hostname, "Domainname": c.domainname, "User": c.user,
+        "AttachStdin": c.attach_stdin, "AttachStdout": c.attach_stdout, "AttachStderr": c.attach_stderr,
+        "Tty": c.tty, "OpenStdin": c.open_stdin, "StdinOnce": c.stdin_once,
+        "Env": c.env or None, "Cmd": c.cmd, "Image": c.image, "Volumes": c.volumes or None,
+        "WorkingDir": c.working_dir, "Entrypoint": c.entrypoint, "OnBuild": c.on_build,
+        "Labels": c.labels,
+    }
+    if c.exposed_ports:
+        out["ExposedPorts"] = c.exposed_ports
+    if c.healthcheck is not None:
+        out["Healthcheck"] = render_health_config(c.healthcheck)
+    if c.args_escaped:
+        out["ArgsEscaped"] = True
+    if c.network_disabled:
+        out["NetworkDisabled"] = True
+    if c.stop_signal:
+        out["StopSignal"] = c.stop_signal
+    if c.stop_timeout is not None:
+        out["StopTimeout"] = c.stop_timeout
+    if c.shell:
+        out["Shell"] = c.shell
+    if c.mac_address:
+        out["MacAddress"] = c.mac_address
+    return out
+
+
+def render_resources(r: Resources) -> dict[str, Any]:
+    return {
+        "CpuShares": r.cpu_shares, "Memory": r.memory, "NanoCpus": r.nano_cpus, "CgroupParent": "",
+        "BlkioWeight": r.blkio_weight, "BlkioWeightDevice": [], "BlkioDeviceReadBps": [],
+        "BlkioDeviceWriteBps": [], "BlkioDeviceReadIOps": [], "BlkioDeviceWriteIOps": [],
+        "CpuPeriod": r.cpu_period, "CpuQuota": r.cpu_quota, "CpuRealtimePeriod": 0,
+        "CpuRealtimeRuntime": 0, "CpusetCpus": r.cpuset_cpus, "CpusetMems": r.cpuset_mems,
+        "Devices": [], "DeviceCgroupRules": None, "DeviceRequests": None,
+        "MemoryReservation": r.memory_reservation, "MemorySwap": r.memory_swap, "MemorySwappiness": None,
+        "OomKillDisable": r.oom_kill_disable, "PidsLimit": r.pids_limit, "Ulimits": None,
+        "CpuCount": 0, "CpuPercent": 0, "IOMaximumIOps": 0, "IOMaximumBandwidth": 0,
+    }
+
+
+def render_host_config(h: HostConfig) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "Binds": h.binds or None, "ContainerIDFile": "",
+        "LogConfig": {"Type": h.log_config.type, "Config": h.log_config.config},
+        "NetworkMode": h.network_mode, "PortBindings": h.port_bindings,
+        "RestartPolicy": {"Name": h.restart_policy.name,
+                          "MaximumRetryCount": h.restart_policy.maximum_retry_count},
+        "AutoRemove": h.auto_remove, "VolumeDriver": "", "VolumesFrom": None,
+        "ConsoleSize": list(h.console_size or (0, 0)),
+        "CapAdd": h.cap_add or None, "CapDrop": h.cap_drop or None, "CgroupnsMode": "host",
+        "Dns": h.dns, "DnsOptions": h.dns_options, "DnsSearch": h.dns_search,
+        "ExtraHosts": h.extra_hosts or None, "GroupAdd": h.group_add or None, "IpcMode": h.ipc_mode,
+        "Cgroup": "", "Links": None, "OomScoreAdj": h.oom_score_adj, "PidMode": h.pid_mode,
+        "Privileged": h.privileged, "PublishAllPorts": False, "ReadonlyRootfs": h.readonly_rootfs,
+        "SecurityOpt": h.security_opt or None, "UTSMode": h.uts_mode, "UsernsMode": "",
+        "ShmSize": h.shm_size or 67108864, "Runtime": h.runtime, "Isolation": "",
+    }
+    out.update(render_resources(h.resources))
+    out["Ulimits"] = h.ulimits or None
+    out["MaskedPaths"] = [] if h.privileged else list(MASKED_PATHS)
+    out["ReadonlyPaths"] = [] if h.privileged else list(READONLY_PATHS)
+    if h.init is not None:
+        out["Init"] = h.init
+    if h.sysctls:
+        out["Sysctls"] = h.sysctls
+    if h.tmpfs:
+        out["Tmpfs"] = h.tmpfs
+    return out
+
+
+MASKED_PATHS = ("/proc/asound", "/proc/acpi", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
+                "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi",
+                "/sys/firmware", "/sys/devices/virtual/powercap")
+READONLY_PATHS = ("/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger")
+
+
+def render_mount(m: MountPoint) -> dict[str, Any]:
+    out: dict[str, Any] = {"Type": m.type}
+    if m.name:
+        out["Name"] = m.name
+    out.update({"Source": m.source, "Destination": m.destination})
+    if m.driver:
+        out["Driver"] = m.driver
+    out.update({"Mode": m.mode, "RW": m.rw, "Propagation": m.propagation})
+    return out
+
+
+def _ports(rec: ContainerRecord) -> dict[str, Any]:
+    ports: dict[str, Any] = {p: None for p in rec.config.exposed_ports}
+    for port, bindings in rec.host_config.port_bindings.items():
+        ports[port] = [{"HostIp": b.get("HostIp") or "0.0.0.0", "HostPort": b.get("HostPort", "")}
+                       for b in bindings] if rec.state.running else None
+    return ports
+
+
+def _network_name(rec: ContainerRecord) -> str:
+    mode = rec.host_config.network_mode
+    return "bridge" if mode in ("default", "") else mode
+
+
+def render_endpoint(rec: ContainerRecord) -> dict[str, Any]:
+    ip = rec.ip_address if rec.state.running else ""
+    return {"IPAMConfig": None, "Links": None, "Aliases": None, "MacAddress": "", "DriverOpts": None,
+            "NetworkID": "", "EndpointID": "", "Gateway": "", "IPAddress": ip,
+            "IPPrefixLen": 16 if ip else 0, "IPv6Gateway": "", "GlobalIPv6Address": "",
+            "GlobalIPv6PrefixLen": 0, "DNSNames": None}
+
+
+def render_network_settings(rec: ContainerRecord) -> dict[str, Any]:
+    ip = rec.ip_address if rec.state.running else ""
+    networks = {_network_name(rec): render_endpoint(rec)}
+    return {
+        "Bridge": "", "SandboxID": "", "SandboxKey": "", "Ports": _ports(rec), "HairpinMode": False,
+        "LinkLocalIPv6Address": "", "LinkLocalIPv6PrefixLen": 0, "SecondaryIPAddresses": None,
+        "SecondaryIPv6Addresses": None, "EndpointID": "", "Gateway": "", "GlobalIPv6Address": "",
+        "GlobalIPv6PrefixLen": 0, "IPAddress": ip, "IPPrefixLen": 16 if ip else 0, "IPv6Gateway": "",
+        "MacAddress": "", "Networks": networks,
+    }
+
+
+def render_state(rec: ContainerRecord) -> dict[str, Any]:
+    s = rec.state
+    out: dict[str, Any] = {
+        "Status": s.status, "Running": s.status in ("running", "paused", "restarting"),
+        "Paused": s.status == "paused", "Restarting": s.status == "restarting",
+        "OOMKilled": s.oom_killed, "Dead": s.status == "dead", "Pid": s.pid, "ExitCode": s.exit_code,
+        "Error": s.error, "StartedAt": s.started_at, "FinishedAt": s.finished_at,
+    }
+    if s.health is not None:
+        out["Health"] = {"Status": s.health.status, "FailingStreak": s.health.failing_streak,
+                         "Log": s.health.log}
+    return out
+
+
+def render_inspect(rec: ContainerRecord) -> dict[str, Any]:
+    """``GET /containers/{id}/json``."""
+    return {
+        "Id": rec.id, "Created": rec.created, "Path": rec.path, "Args": rec.args,
+        "State": render_state(rec), "Image": rec.image_id, "ResolvConfPath": rec.resolv_conf_path,
+        "HostnamePath": rec.hostname_path, "HostsPath": rec.hosts_path, "LogPath": rec.log_path,
+        "Name": "/" + rec.name, "RestartCount": rec.state.restart_count, "Driver": rec.driver,
+        "Platform": rec.platform, "MountLabel": "", "ProcessLabel": "", "AppArmorProfile": "",
+        "ExecIDs": rec.exec_ids or None, "HostConfig": render_host_config(rec.host_config),
+        "GraphDriver": {"Name": rec.driver, "Data": _graph_data(rec)},
+        "Mounts": [render_mount(m) for m in rec.mounts],
+        "Config": render_config(rec.config), "NetworkSettings": render_network_settings(rec),
+    }
+
+
+def _graph_data(rec: ContainerRecord) -> dict[str, str] | None:
+    return {"MergedDir": rec.rootfs} if rec.rootfs else None
+
+
+def _command(rec: ContainerRecord) -> str:
+    argv = [rec.path, *rec.args] if rec.path else []
+    return " ".join(argv)
+
+
+def render_summary(rec: ContainerRecord, now: float | None = None) -> dict[str, Any]:
+    """One entry of ``GET /containers/json``."""
+    ports = []
+    for port, bindings in rec.host_config.port_bindings.items():
+        number, _, proto = port.partition("/")
+        for b in bindings if rec.state.running else []:
+            entry: dict[str, Any] = {"PrivatePort": int(number), "Type": proto or "tcp"}
+            if b.get("HostPort"):
+                entry.update({"IP": b.get("HostIp") or "0.0.0.0", "PublicPort": int(b["HostPort"])})
+            ports.append(entry)
+    return {
+        "Id": rec.id, "Names": ["/" + rec.name], "Image": rec.image_ref or rec.config.image,
+        "ImageID": rec.image_id, "Command": _command(rec), "Created": int(unix_seconds(rec.created)),
+        "Ports": ports, "Labels": rec.config.labels, "State": rec.state.status,
+        "Status": human_status(rec.state, now), "HostConfig": {"NetworkMode": rec.host_config.network_mode},
+        "NetworkSettings": {"Networks": {_network_name(rec): render_endpoint(rec)}},
+        "Mounts": [render_mount(m) for m in rec.mounts],
+    }
+
+
+def render_exec(rec: ExecRecord) -> dict[str, Any]:
+    """``GET /exec/{id}/json``."""
+    c = rec.config
+    return {
+        "ID": rec.id, "Running": rec.running, "ExitCode": rec.exit_code, "ProcessConfig": {
+            "tty": c.tty, "entrypoint": c.cmd[0] if c.cmd else "", "arguments": c.cmd[1:],
+            "privileged": c.privileged, "user": c.user,
+        },
+        "OpenStdin": rec.open_stdin or c.attach_stdin, "OpenStderr": c.attach_stderr,
+        "OpenStdout": c.attach_stdout, "CanRemove": False, "ContainerID": rec.container_id,
+        "DetachKeys": c.detach_keys, "Pid": rec.pid,
+    }

@@ -1,0 +1,416 @@
+"""``Engine``: the API's only entry. Composes storage, images, containers, execs, events, system."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from dockyard.engine import shims
+from dockyard.engine.containers import ContainerStore, parse_rfc3339
+from dockyard.engine.create import validate_resources
+from dockyard.engine.events import EventBus
+from dockyard.engine.execs import ExecService
+from dockyard.engine.health import HealthMonitor
+from dockyard.engine.lifecycle import ContainerService
+from dockyard.engine.names import validate_name
+from dockyard.engine.spec import linux_resources
+from dockyard.engine.streams import StreamSession
+from dockyard.engine.system import info_facts, ncpu, version_facts
+from dockyard.engine.types import (
+    ContainerRecord,
+    CreateOptions,
+    DeleteResponseItem,
+    Event,
+    ExecConfig,
+    ExecRecord,
+    HistoryEntry,
+    ImageDetail,
+    ImageSummary,
+    ListOptions,
+    LogEntry,
+    LogsOptions,
+    PruneReport,
+    Resources,
+    RestartPolicy,
+)
+from dockyard.errors import Conflict, InvalidArgument, NotFound
+from dockyard.metadata import Database
+
+
+def _default_runtimes() -> dict[str, str]:
+    found = {}
+    for name in ("dockyard-runtime", "runc", "crun"):
+        path = shims.find_runtime(name)
+        if path:
+            found[name] = path
+    return found
+
+
+@dataclass
+class EngineConfig:
+    data_root: Path = Path("/var/lib/dockyard")
+    exec_root: Path = Path("/run/dockyard")
+    default_runtime: str = "dockyard-runtime"
+    runtimes: dict[str, str] = field(default_factory=_default_runtimes)
+    log_max_size: int = 20 * 1000 * 1000
+    log_max_file: int = 5
+    cgroup_parent: str = "dockyard"
+
+
+class Engine:
+    def __init__(self, config: EngineConfig, db: Database, content: Any, snapshots: Any,
+                 images: Any) -> None:
+        self.config = config
+        self.db = db
+        self.content = content
+        self.snapshots = snapshots
+        self.images = images
+        self.bus = EventBus()
+        self.store = ContainerStore(db)
+        self.containers = ContainerService(config, self.store, self.bus, images, snapshots)
+        self.execs = ExecService(self.containers)
+        self.health = HealthMonitor(self.execs)
+        self.containers.on_start.append(self.health.start)
+        self.containers.on_exit.append(self.health.stop)
+
+    @classmethod
+    async def open(cls, config: EngineConfig) -> Engine:
+        from dockyard.content import ContentStore
+        from dockyard.images import ImageService
+        from dockyard.snapshots import Snapshotter
+
+        data_root, exec_root = Path(config.data_root), Path(config.exec_root)
+        for d in (data_root, data_root / "containers", data_root / "tmp", exec_root / "shims"):
+            d.mkdir(parents=True, exist_ok=True)
+        os.chmod(data_root, 0o710)
+        db = Database(data_root / "metadata.db")
+        content = ContentStore(data_root / "content")
+        snapshots = Snapshotter(data_root / "snapshots")
+        images = ImageService(db, content, snapshots, data_root / "tmp")
+        engine = cls(config, db, content, snapshots, images)
+        await engine.containers.restore()
+        for rec in engine.store.all():
+            if rec.state.status == "running" and rec.id in engine.containers.running:
+                engine.health.start(rec.id)
+        return engine
+
+    async def close(self) -> None:
+        """Leaves containers running; the next open() reattaches to their shims."""
+        self.health.close()
+        await self.containers.close()
+        for closer in (getattr(self.snapshots, "close", None), self.db.close):
+            if closer is not None:
+                with contextlib.suppress(Exception):
+                    closer()
+
+    # -- system -----------------------------------------------------------------------------
+    def version(self) -> dict[str, Any]:
+        return version_facts()
+
+    def info(self) -> dict[str, Any]:
+        counts: dict[str, int] = {}
+        for rec in self.store.all():
+            counts[rec.state.status] = counts.get(rec.state.status, 0) + 1
+        try:
+            n_images = len(self.images.list(all=False, filters={}))
+        except Exception:
+            n_images = 0
+        return info_facts(data_root=Path(self.config.data_root), runtimes=self.config.runtimes,
+                          default_runtime=self.config.default_runtime, counts=counts, images=n_images)
+
+    def events(self, since: float | None = None, until: float | None = None,
+               filters: dict[str, list[str]] | None = None) -> AsyncIterator[Event]:
+        """Past events from ``since`` (bounded history), then live ones until ``until``."""
+        return self.bus.subscribe(since, until, filters or {})
+
+    # -- containers -------------------------------------------------------------------------
+    async def create_container(self, opts: CreateOptions) -> tuple[str, list[str]]:
+        return await self.containers.create(opts)
+
+    async def list_containers(self, opts: ListOptions) -> list[ContainerRecord]:
+        from dockyard.engine.filters import filter_containers
+        recs = self.store.all()
+        if not opts.all and not opts.filters.get("status") and opts.limit <= 0:
+            recs = [r for r in recs if r.state.running]
+        recs = filter_containers(recs, opts.filters, self.images)
+        if opts.limit > 0:
+            recs = recs[: opts.limit]
+        return recs
+
+    def get_container(self, ref: str) -> ContainerRecord:
+        return self.store.get(ref)
+
+    async def start_container(self, ref: str) -> None:
+        await self.containers.start(ref)
+
+    async def stop_container(self, ref: str, timeout: int | None = None, signal: str | None = None) -> None:
+        await self.containers.stop(ref, timeout, signal)
+
+    async def restart_container(self, ref: str, timeout: int | None = None, signal: str | None = None) -> None:
+        rec = self.store.get(ref)
+        if rec.state.running:
+            await self.containers.stop(rec.id, timeout, signal)
+        await self.containers.start(rec.id)
+        self.containers.emit(self.store.get(rec.id), "restart")
+
+    async def kill_container(self, ref: str, signal: str = "KILL") -> None:
+        await self.containers.kill(ref, signal)
+
+    async def wait_container(self, ref: str, condition: str = "not-running") -> tuple[int, str]:
+        return await self.containers.wait(ref, condition)
+
+    async def remove_container(self, ref: str, force: bool = False, volumes: bool = False) -> None:
+        rec = self.store.get(ref)
+        await self.containers.remove(rec.id, force)
+        self.execs.forget_container(rec.id)
+
+    async def logs(self, ref: str, opts: LogsOptions) -> AsyncIterator[LogEntry]:
+        from dockyard.shim.jsonlog import follow_log, read_log
+        rec = self.store.get(ref)
+        if rec.host_config.log_config.type not in ("json-file", "", "local"):
+            raise InvalidArgument(
+                f'configured logging driver does not support reading: "{rec.host_config.log_config.type}"')
+        cid = rec.id
+
+        def stopped() -> bool:
+            try:
+                return not self.store.get(cid).state.running
+            except NotFound:
+                return True
+
+        wanted = {s for s, on in (("stdout", opts.stdout), ("stderr", opts.stderr)) if on}
+        if opts.follow and rec.state.running:
+            async for entry in follow_log(rec.log_path, opts.since, opts.until, opts.tail, stop=stopped):
+                if entry.stream in wanted:
+                    yield entry
+            return
+        loop = asyncio.get_running_loop()
+        entries = await loop.run_in_executor(
+            None, lambda: list(read_log(rec.log_path, opts.since, opts.until, opts.tail)))
+        for entry in entries:
+            if entry.stream in wanted:
+                yield entry
+
+    async def attach(self, ref: str, stdin: bool, stdout: bool, stderr: bool, logs: bool = False,
+                     stream: bool = True) -> StreamSession:
+        rec = self.store.get(ref)
+        prefix: list[tuple[int, bytes]] = []
+        if logs:
+            async for entry in self.logs(rec.id, LogsOptions(stdout=stdout, stderr=stderr)):
+                prefix.append((1 if entry.stream == "stdout" or rec.config.tty else 2, entry.data))
+        session = StreamSession(tty=rec.config.tty, stdin=stdin, stdout=stdout, stderr=stderr, prefix=prefix)
+        if not stream:
+            session.end()
+            return session
+        self.containers.emit(rec, "attach")
+        run = self.containers.running.get(rec.id)
+        if run is not None and rec.state.running:
+            session.connect(await run.shim.attach(stdin=stdin, stdout=stdout, stderr=stderr))
+        elif rec.state.status == "created":
+            self.containers.pending_attach.setdefault(rec.id, []).append(session)
+        else:
+            session.end()  # an exited container: logs (if asked) and then the end
+        return session
+
+    async def resize(self, ref: str, height: int, width: int) -> None:
+        rec = self.store.get(ref)
+        run = self.containers.running.get(rec.id)
+        if run is None or not rec.state.running:
+            raise Conflict(f"Container {rec.id} is not running")
+        await run.shim.resize(height=height, width=width)
+        self.containers.emit(rec, "resize", {"height": str(height), "width": str(width)})
+
+    async def top(self, ref: str, ps_args: str = "") -> tuple[list[str], list[list[str]]]:
+        from dockyard.engine.top import top
+        rec = self.store.get(ref)
+        if not rec.state.running:
+            raise Conflict(f"Container {rec.id} is not running")
+        return await top(self.containers.runtime_path(rec.runtime),
+                         self.containers.runtime_root(rec.runtime), rec.id, ps_args)
+
+    async def rename(self, ref: str, new_name: str) -> None:
+        rec = self.store.get(ref)
+        if not new_name:
+            raise InvalidArgument("Neither old nor new names may be empty")
+        name = validate_name(new_name)
+        if name == rec.name:
+            raise InvalidArgument("Renaming a container with the same name as its current name")
+        owner = self.store.name_owner(name)
+        if owner is not None:
+            from dockyard.engine.containers import name_conflict
+            raise name_conflict(name, owner)
+        old = rec.name
+        rec.name = name
+        self.store.save(rec)
+        self.containers.emit(rec, "rename", {"oldName": "/" + old})
+
+    async def pause(self, ref: str) -> None:
+        rec = self.store.get(ref)
+        run = self.containers.running.get(rec.id)
+        if run is None or not rec.state.running:
+            raise Conflict(f"Container {rec.id} is not running")
+        if rec.state.status == "paused":
+            raise Conflict(f"Container {rec.id} is already paused")
+        await run.shim.pause()
+        rec.state.status = "paused"
+        self.store.save(rec)
+        self.containers.emit(rec, "pause")
+
+    async def unpause(self, ref: str) -> None:
+        rec = self.store.get(ref)
+        run = self.containers.running.get(rec.id)
+        if run is None or rec.state.status != "paused":
+            raise Conflict(f"Container {rec.id} is not paused")
+        await run.shim.resume()
+        rec.state.status = "running"
+        self.store.save(rec)
+        self.containers.emit(rec, "unpause")
+
+    async def update_container(self, ref: str, resources: Resources | None,
+                               restart_policy: RestartPolicy | None) -> list[str]:
+        rec = self.store.get(ref)
+        warnings: list[str] = []
+        if restart_policy is not None:
+            if rec.host_config.auto_remove and restart_policy.name not in ("", "no"):
+                raise InvalidArgument("Restart policy cannot be updated because AutoRemove is enabled for the container")
+            rec.host_config.restart_policy = restart_policy
+        if resources is not None:
+            merged = _merge_resources(rec.host_config.resources, resources)
+            warnings += validate_resources(merged, ncpu())
+            run = self.containers.running.get(rec.id)
+            if run is not None and rec.state.running:
+                res = linux_resources(merged)
+                res.pop("devices", None)
+                await run.shim.update(resources=res)
+            rec.host_config.resources = merged
+        self.store.save(rec)
+        self.containers.emit(rec, "update")
+        return warnings
+
+    async def prune_containers(self, filters: dict[str, list[str]]) -> PruneReport:
+        from dockyard.engine.filters import label_match, until_match
+        report = PruneReport()
+        for rec in self.store.all():
+            if rec.state.running or rec.state.status == "removing":
+                continue
+            if not until_match(parse_rfc3339(rec.created), filters.get("until", [])):
+                continue
+            if not label_match(rec.config.labels, filters.get("label", []), filters.get("label!", [])):
+                continue
+            size = 0
+            with contextlib.suppress(Exception):
+                size = int(self.snapshots.usage(rec.snapshot_key)[0])
+            await self.remove_container(rec.id)
+            report.deleted.append(rec.id)
+            report.space_reclaimed += size
+        self.bus.publish("container", "prune", "", {"reclaimed": str(report.space_reclaimed)})
+        return report
+
+    # -- exec -------------------------------------------------------------------------------
+    async def create_exec(self, ref: str, config: ExecConfig) -> str:
+        return self.execs.create(ref, config)
+
+    def exec_inspect(self, exec_id: str) -> ExecRecord:
+        return self.execs.inspect(exec_id)
+
+    async def start_exec(self, exec_id: str, detach: bool = False) -> StreamSession | None:
+        return await self.execs.start(exec_id, detach)
+
+    async def resize_exec(self, exec_id: str, height: int, width: int) -> None:
+        await self.execs.resize(exec_id, height, width)
+
+    # -- images -----------------------------------------------------------------------------
+    def _image_users(self, image_id: str) -> list[str]:
+        return self.store.image_users(image_id)
+
+    async def list_images(self, all: bool = False, filters: dict[str, list[str]] | None = None
+                          ) -> list[ImageSummary]:
+        return list(self.images.list(all=all, filters=filters or {}))
+
+    async def inspect_image(self, name: str) -> ImageDetail:
+        detail: ImageDetail = self.images.get(name)
+        return detail
+
+    async def tag_image(self, source: str, repo: str, tag: str = "") -> None:
+        image_id = self.images.resolve(source)
+        target = f"{repo}:{tag}" if tag else repo
+        self.images.tag(source, target)
+        self.bus.publish("image", "tag", image_id, {"name": target})
+
+    async def remove_image(self, name: str, force: bool = False, noprune: bool = False
+                           ) -> list[DeleteResponseItem]:
+        items: list[DeleteResponseItem] = self.images.remove(
+            name, force=force, noprune=noprune, users=self._image_users)
+        for item in items:
+            if item.untagged:
+                self.bus.publish("image", "untag", item.untagged, {"name": item.untagged})
+            if item.deleted:
+                self.bus.publish("image", "delete", item.deleted, {"name": item.deleted})
+        return items
+
+    async def image_history(self, name: str) -> list[HistoryEntry]:
+        return list(self.images.history(name))
+
+    async def prune_images(self, filters: dict[str, list[str]]) -> PruneReport:
+        dangling = filters.get("dangling", ["true"])
+        all_images = any(v.lower() in ("false", "0") for v in dangling)
+        rest = {k: v for k, v in filters.items() if k != "dangling"}
+        report: PruneReport = self.images.prune(all=all_images, filters=rest, users=self._image_users)
+        for image_id in report.deleted:
+            self.bus.publish("image", "delete", image_id, {"name": image_id})
+        self.bus.publish("image", "prune", "", {"reclaimed": str(report.space_reclaimed)})
+        return report
+
+    async def load_images(self, path: Path) -> list[str]:
+        loop = asyncio.get_running_loop()
+
+        def load() -> list[str]:
+            with open(path, "rb") as f:
+                return list(self.images.load(f))
+
+        messages = await loop.run_in_executor(None, load)
+        for msg in messages:
+            ref = msg.split(": ", 1)[-1]
+            self.bus.publish("image", "load", ref, {"name": ref})
+        return messages
+
+    async def save_images(self, names: list[str], out_path: Path) -> None:
+        loop = asyncio.get_running_loop()
+
+        def save() -> None:
+            with open(out_path, "wb") as f:
+                self.images.save(names, f)
+
+        await loop.run_in_executor(None, save)
+        for name in names:
+            self.bus.publish("image", "save", name, {"name": name})
+
+    async def import_image(self, path: Path, repo: str = "", tag: str = "",
+                           changes: list[str] | None = None, message: str = "") -> str:
+        ref = (f"{repo}:{tag}" if tag else repo) or None
+        loop = asyncio.get_running_loop()
+
+        def do_import() -> str:
+            with open(path, "rb") as f:
+                return str(self.images.import_rootfs(f, ref, changes or [], message))
+
+        image_id = await loop.run_in_executor(None, do_import)
+        self.bus.publish("image", "import", image_id, {"name": ref or image_id})
+        return image_id
+
+
+def _merge_resources(old: Resources, new: Resources) -> Resources:
+    """``docker update`` changes only the fields that were given (non-zero)."""
+    merged = Resources(**vars(old))
+    for key, value in vars(new).items():
+        if value not in (0, "", None, False):
+            setattr(merged, key, value)
+    if new.memory and not new.memory_swap and old.memory_swap > 0 and old.memory_swap < new.memory:
+        merged.memory_swap = 0
+    return merged
+

@@ -1,0 +1,540 @@
+"""Container lifecycle: create, start, stop, kill, wait, remove, and the per-container monitor.
+
+One monitor task per running container awaits the shim's ``wait``; on exit it records the exit
+status, emits ``die``, deletes the shim, unmounts the rootfs and handles AutoRemove. Containers keep
+running when the engine closes; ``restore`` reattaches to their shims on the next open.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import secrets
+import shutil
+import signal as _signal
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from dockyard.engine import shims
+from dockyard.engine.containers import ContainerStore, now_rfc3339
+from dockyard.engine.create import (
+    atomic_write,
+    command_line,
+    merge_image_config,
+    parse_binds,
+    validate_host_config,
+    write_container_files,
+)
+from dockyard.engine.events import EventBus
+from dockyard.engine.names import generate_name, validate_name
+from dockyard.engine.restart import RestartPolicies
+from dockyard.engine.rootfs import make_dirs, resolve_user
+from dockyard.engine.spec import build_spec, parse_signal
+from dockyard.engine.streams import StreamSession
+from dockyard.engine.system import ncpu
+from dockyard.engine.types import ContainerRecord, CreateOptions
+from dockyard.errors import (
+    Conflict,
+    DockyardError,
+    Internal,
+    InvalidArgument,
+    NotFound,
+    NotModified,
+)
+from dockyard.mount import mount_all, unmount_all
+
+if TYPE_CHECKING:
+    from dockyard.engine.engine import EngineConfig
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Running:
+    """In-memory state of a container with a shim."""
+    shim: Any
+    monitor: asyncio.Task[None] | None = None
+    exited: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+class ContainerService(RestartPolicies):
+    def __init__(self, config: EngineConfig, store: ContainerStore, events: EventBus,
+                 images: Any, snapshots: Any) -> None:
+        self.config = config
+        self.store = store
+        self.events = events
+        self.images = images
+        self.snapshots = snapshots
+        self.running: dict[str, Running] = {}
+        self.pending_attach: dict[str, list[StreamSession]] = {}
+        self._exit_waiters: dict[str, list[asyncio.Future[tuple[int, str]]]] = {}
+        self._remove_waiters: dict[str, list[asyncio.Future[tuple[int, str]]]] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._restarts: dict[str, asyncio.Task[None]] = {}
+        self._closing = False
+        self.on_start: list[Callable[[str], None]] = []   # hooks (healthchecks) per container id
+        self.on_exit: list[Callable[[str], None]] = []
+
+    # -- helpers ----------------------------------------------------------------------------
+    def lock(self, cid: str) -> asyncio.Lock:
+        return self._locks.setdefault(cid, asyncio.Lock())
+
+    def cdir(self, cid: str) -> Path:
+        return Path(self.config.data_root) / "containers" / cid
+
+    def state_dir(self, cid: str) -> Path:
+        return Path(self.config.exec_root) / "shims" / cid
+
+    def runtime_path(self, name: str) -> str:
+        path = self.config.runtimes.get(name)
+        if not path:
+            raise InvalidArgument(f"Unknown runtime specified {name}")
+        return path
+
+    def runtime_root(self, name: str) -> Path:
+        sub = {"runc": "runc", "dockyard-runtime": "runtime"}.get(name, name)
+        return Path(self.config.exec_root) / sub
+
+    def emit(self, rec: ContainerRecord, action: str, extra: dict[str, str] | None = None) -> None:
+        attrs = dict(rec.config.labels)
+        attrs.update({"image": rec.image_ref, "name": rec.name})
+        attrs.update(extra or {})
+        self.events.publish("container", action, rec.id, attrs)
+
+    # -- create -----------------------------------------------------------------------------
+    async def create(self, opts: CreateOptions) -> tuple[str, list[str]]:
+        host = opts.host_config
+        name = validate_name(opts.name) if opts.name else generate_name(
+            lambda n: self.store.name_owner(n) is not None)
+        owner = self.store.name_owner(name)
+        if owner is not None:
+            from dockyard.engine.containers import name_conflict
+            raise name_conflict(name, owner)
+        runtime = host.runtime or self.config.default_runtime
+        self.runtime_path(runtime)
+        if not opts.config.image:
+            raise InvalidArgument("config.Image must not be empty")
+        image_id = self.images.resolve(opts.config.image)
+        image_config = self.images.config(image_id)
+        cfg = merge_image_config(opts.config, image_config)
+        warnings = validate_host_config(host, cfg, ncpu())
+        path, args = command_line(cfg)
+        mounts = parse_binds(host.binds)
+        cid = secrets.token_hex(32)
+        if not cfg.hostname:
+            # host networking shows the host's name (Docker); a joined netns shares its owner's
+            cfg.hostname = os.uname().nodename if host.network_mode == "host" else cid[:12]
+            if host.network_mode.startswith("container:"):
+                cfg.hostname = self.store.get(host.network_mode.split(":", 1)[1]).config.hostname
+        if host.init is None:
+            host.init = False
+        # unpacking may extract layers for seconds: keep the event loop free (the stores are thread-safe)
+        top = await asyncio.get_running_loop().run_in_executor(None, self.images.unpack, image_id)
+        key = f"container-{cid}"
+        self.snapshots.prepare(key, top)
+        cdir = self.cdir(cid)
+        try:
+            files = write_container_files(cdir, cfg.hostname, host)
+            rec = ContainerRecord(
+                id=cid, name=name, created=now_rfc3339(), image_id=image_id,
+                image_ref=opts.config.image, config=cfg, host_config=host, path=path, args=args,
+                platform=image_config.get("os", "linux") or "linux", runtime=runtime,
+                snapshot_key=key, bundle=str(cdir), log_path=str(cdir / f"{cid}-json.log"),
+                hostname_path=str(files["hostname"]), hosts_path=str(files["hosts"]),
+                resolv_conf_path=str(files["resolv.conf"]), mounts=mounts)
+            self.store.insert(rec)
+        except BaseException:
+            shutil.rmtree(cdir, ignore_errors=True)
+            with contextlib.suppress(DockyardError, OSError):
+                self.snapshots.remove(key)
+            raise
+        self.emit(rec, "create")
+        return cid, warnings
+
+    # -- start ------------------------------------------------------------------------------
+    async def start(self, ref: str) -> None:
+        rec = self.store.get(ref)
+        async with self.lock(rec.id):
+            rec = self.store.get(rec.id)
+            if rec.state.status == "paused":
+                raise Conflict("cannot start a paused container, try unpause instead")
+            if rec.state.running:
+                raise NotModified(f"container {rec.id} is already running")
+            if rec.state.status in ("removing", "dead"):
+                raise Conflict(f"cannot start container {rec.id}: container is marked for removal")
+            await self._start_locked(rec)
+
+    async def _start_locked(self, rec: ContainerRecord) -> None:
+        cdir = Path(rec.bundle)
+        rootfs = cdir / "rootfs"
+        rootfs.mkdir(exist_ok=True)
+        unmount_all(rootfs, detach=True)
+        mount_all(self.snapshots.mounts(rec.snapshot_key), rootfs)
+        shim = None
+        try:
+            user = resolve_user(rootfs, rec.config.user, rec.host_config.group_add)
+            for mp in rec.mounts:  # Docker creates a missing bind source directory
+                if mp.type == "bind" and not os.path.lexists(mp.source):
+                    try:
+                        os.makedirs(mp.source, 0o755, exist_ok=True)
+                    except OSError as exc:
+                        raise InvalidArgument(f"error while creating mount source path "
+                                              f"'{mp.source}': {exc.strerror}") from exc
+            if rec.config.working_dir:
+                make_dirs(rootfs, rec.config.working_dir, user.uid, user.gid)
+            spec = build_spec(rec, rootfs=rootfs, user=user, cgroup_parent=self.config.cgroup_parent,
+                              joined=self._joined_namespaces(rec))
+            atomic_write(cdir / "config.json", json.dumps(spec, indent=1))
+            state_dir = self.state_dir(rec.id)
+            shims.remove_state_dir(state_dir)
+            state_dir.mkdir(parents=True, mode=0o700)
+            log_cfg = rec.host_config.log_config.config
+            try:
+                shim = await shims.spawn(
+                    container_id=rec.id, bundle=cdir, state_dir=state_dir,
+                    runtime=self.runtime_path(rec.runtime), runtime_root=self.runtime_root(rec.runtime),
+                    log_path=Path(rec.log_path),
+                    log_max_size=_size(log_cfg.get("max-size")) or self.config.log_max_size,
+                    log_max_file=int(log_cfg.get("max-file") or self.config.log_max_file),
+                    tty=rec.config.tty, stdin=rec.config.open_stdin,
+                    console_size=rec.host_config.console_size)
+            except DockyardError as exc:
+                raise _start_error(str(exc)) from exc
+            for session in self.pending_attach.pop(rec.id, []):
+                session.connect(await shim.attach(stdin=session.want_stdin, stdout=session.want_stdout,
+                                                  stderr=session.want_stderr))
+            started_at = now_rfc3339()
+            await shim.start()
+            state = await shim.state()
+        except BaseException as exc:
+            code = getattr(exc, "exit_code", None)
+            if shim is not None:
+                with contextlib.suppress(Exception):
+                    await shim.kill(signal=int(_signal.SIGKILL), all=True)
+                with contextlib.suppress(Exception):
+                    await shim.delete()
+            shims.remove_state_dir(self.state_dir(rec.id))
+            with contextlib.suppress(DockyardError):
+                unmount_all(rootfs, detach=True)
+            for session in self.pending_attach.pop(rec.id, []):
+                session.end()
+            if isinstance(exc, DockyardError):
+                rec.state.error = str(exc)
+                rec.state.exit_code = int(code) if code is not None else 128
+                self.store.save(rec)
+            raise
+        rec.state.status = "running"
+        rec.state.pid = int(state.get("pid", 0)) if isinstance(state, dict) else 0
+        rec.state.exit_code = 0
+        rec.state.error = ""
+        rec.state.oom_killed = False
+        rec.state.started_at = started_at
+        rec.manually_stopped = False
+        rec.rootfs = str(rootfs)
+        self.store.save(rec)
+        run = Running(shim=shim)
+        self.running[rec.id] = run
+        run.monitor = asyncio.create_task(self._monitor(rec.id, run), name=f"monitor-{rec.id[:12]}")
+        self.emit(rec, "start")
+        for hook in self.on_start:
+            hook(rec.id)
+
+    def _joined_namespaces(self, rec: ContainerRecord) -> dict[str, int]:
+        """``container:<ref>`` network/pid/ipc modes: the target must be running."""
+        host = rec.host_config
+        joined: dict[str, int] = {}
+        for kind, mode in (("network", host.network_mode), ("pid", host.pid_mode), ("ipc", host.ipc_mode)):
+            if not mode.startswith("container:"):
+                continue
+            target = self.store.get(mode.split(":", 1)[1])
+            if target.id == rec.id:
+                raise InvalidArgument(f"cannot join own {kind} namespace")
+            if not target.state.running or not target.state.pid:
+                raise Conflict(f"cannot join {kind} namespace of a non running container: "
+                               f"container {target.id} is not running")
+            joined[kind] = target.state.pid
+            if kind == "network":
+                joined["uts"] = target.state.pid  # Docker shares the hostname with the network
+        return joined
+
+    # -- monitor ----------------------------------------------------------------------------
+    async def _monitor(self, cid: str, run: Running) -> None:
+        try:
+            info = await run.shim.wait()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # shim died under us: use its exit file if it wrote one
+            log.warning("wait on shim of %s failed: %s", cid[:12], exc)
+            info = shims.read_exit(self.state_dir(cid)) or {"exit_code": 255}
+        await self._handle_exit(cid, run, dict(info or {}))
+
+    async def _handle_exit(self, cid: str, run: Running | None, info: dict[str, Any]) -> None:
+        try:
+            rec = self.store.get(cid)
+        except NotFound:
+            return
+        code = int(info.get("exit_code", 255))
+        for hook in self.on_exit:
+            hook(cid)
+        rec.state.status = "exited"
+        rec.state.exit_code = code
+        rec.state.pid = 0
+        rec.state.oom_killed = bool(info.get("oom_killed", False))
+        rec.state.finished_at = _exited_at(info.get("exited_at"))
+        rec.rootfs = ""
+        self.store.save(rec)
+        if rec.state.oom_killed:
+            self.emit(rec, "oom")
+        self.emit(rec, "die", {"exitCode": str(code)})
+        if run is not None:
+            with contextlib.suppress(Exception):
+                await run.shim.delete()
+        shims.remove_state_dir(self.state_dir(cid))
+        with contextlib.suppress(DockyardError):
+            unmount_all(Path(rec.bundle) / "rootfs", detach=True)
+        self.running.pop(cid, None)
+        if run is not None:
+            run.exited.set()
+        for fut in self._exit_waiters.pop(cid, []):
+            if not fut.done():
+                fut.set_result((code, ""))
+        if rec.host_config.auto_remove:
+            with contextlib.suppress(DockyardError):
+                await self.remove(cid, force=True)
+        elif self._should_restart(rec):
+            self._schedule_restart(rec)
+
+    # -- stop / kill ------------------------------------------------------------------------
+    async def kill(self, ref: str, signal: str = "KILL") -> None:
+        rec = self.store.get(ref)
+        signum = parse_signal(signal or "KILL")
+        run = self.running.get(rec.id)
+        if run is None or not rec.state.running:
+            raise Conflict(f"Cannot kill container: {rec.id}: container {rec.id} is not running")
+        await run.shim.kill(signal=signum, all=signum == int(_signal.SIGKILL))
+        self.emit(rec, "kill", {"signal": str(signum)})
+        if signum == int(_signal.SIGKILL):
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(asyncio.shield(run.exited.wait()), 10)
+
+    async def stop(self, ref: str, timeout: int | None, signal: str | None) -> None:
+        rec = self.store.get(ref)
+        if self._cancel_restart(rec):
+            self.emit(rec, "stop")
+            return
+        run = self.running.get(rec.id)
+        if run is None or not rec.state.running:
+            raise NotModified(f"container {rec.id} is not running")
+        rec.manually_stopped = True
+        self.store.save(rec)
+        signum = parse_signal(signal or rec.config.stop_signal or "SIGTERM")
+        if timeout is None:
+            timeout = rec.config.stop_timeout if rec.config.stop_timeout is not None else 10
+        await self._signal(rec, run, signum)
+        if rec.state.status == "paused":
+            with contextlib.suppress(DockyardError):
+                await run.shim.resume()
+        try:
+            await asyncio.wait_for(asyncio.shield(run.exited.wait()), None if timeout < 0 else timeout)
+        except TimeoutError:
+            await self._signal(rec, run, int(_signal.SIGKILL))
+            try:
+                await asyncio.wait_for(asyncio.shield(run.exited.wait()), 30)
+            except TimeoutError as exc:
+                raise Internal(f"container {rec.id} did not exit after SIGKILL") from exc
+        self.emit(self.store.get(rec.id), "stop")
+
+    async def _signal(self, rec: ContainerRecord, run: Running, signum: int) -> None:
+        try:
+            await run.shim.kill(signal=signum, all=signum == int(_signal.SIGKILL))
+        except DockyardError as exc:
+            if run.exited.is_set():
+                return
+            raise exc
+        self.emit(rec, "kill", {"signal": str(signum)})
+
+    # -- wait -------------------------------------------------------------------------------
+    async def wait(self, ref: str, condition: str = "not-running") -> tuple[int, str]:
+        rec = self.store.get(ref)
+        cid = rec.id
+        loop = asyncio.get_running_loop()
+        if condition in ("", "not-running"):
+            if not rec.state.running:
+                return rec.state.exit_code, ""
+            fut: asyncio.Future[tuple[int, str]] = loop.create_future()
+            self._exit_waiters.setdefault(cid, []).append(fut)
+        elif condition == "next-exit":
+            fut = loop.create_future()
+            self._exit_waiters.setdefault(cid, []).append(fut)
+        elif condition == "removed":
+            fut = loop.create_future()
+            self._remove_waiters.setdefault(cid, []).append(fut)
+        else:
+            raise InvalidArgument(f"invalid condition: \"{condition}\"")
+        return await fut
+
+    # -- remove -----------------------------------------------------------------------------
+    async def remove(self, ref: str, force: bool = False) -> None:
+        rec = self.store.get(ref)
+        if rec.state.running and not force:
+            raise Conflict(f'cannot remove container "/{rec.name}": container is running: '
+                           "stop the container before removing or force remove")
+        self._cancel_restart(rec)
+        run = self.running.get(rec.id)
+        if run is not None:
+            with contextlib.suppress(DockyardError):
+                await self._signal(rec, run, int(_signal.SIGKILL))
+            if rec.state.status == "paused":
+                with contextlib.suppress(DockyardError):
+                    await run.shim.resume()
+            try:
+                await asyncio.wait_for(asyncio.shield(run.exited.wait()), 30)
+            except TimeoutError as exc:
+                raise Internal(f"container {rec.id} did not exit after SIGKILL") from exc
+        async with self.lock(rec.id):
+            try:
+                rec = self.store.get(rec.id)
+            except NotFound:
+                return  # AutoRemove got there first
+            rec.state.status = "removing"
+            self.store.save(rec)
+            cdir = Path(rec.bundle)
+            with contextlib.suppress(DockyardError):
+                unmount_all(cdir / "rootfs", detach=True)
+            shims.remove_state_dir(self.state_dir(rec.id))
+            if rec.snapshot_key and self.snapshots.exists(rec.snapshot_key):
+                self.snapshots.remove(rec.snapshot_key)
+            remove_cgroups(self.config.cgroup_parent, rec.id)
+            shutil.rmtree(cdir, ignore_errors=True)
+            self.store.delete(rec.id)
+            for session in self.pending_attach.pop(rec.id, []):
+                session.end()
+        self._locks.pop(rec.id, None)
+        self.emit(rec, "destroy")
+        for fut in self._remove_waiters.pop(rec.id, []) + self._exit_waiters.pop(rec.id, []):
+            if not fut.done():
+                fut.set_result((rec.state.exit_code, ""))
+
+    # -- live restore -----------------------------------------------------------------------
+    async def restore(self) -> None:
+        """Reattach to live shims; record exits that happened while the engine was away; clean up
+        what a crash mid-create/start/remove left (orphan snapshots, dirs, shims, mounts)."""
+        for rec in self.store.all():
+            state_dir = self.state_dir(rec.id)
+            if not rec.state.running:
+                if state_dir.exists():  # crashed between spawning the shim and recording the start
+                    await self._discard_shim(state_dir)
+                    with contextlib.suppress(DockyardError):
+                        unmount_all(Path(rec.bundle) / "rootfs", detach=True)
+                continue
+            shim = shims.connect(state_dir) if (state_dir / "shim.sock").exists() else None
+            if shim is not None and await shims.alive(shim):
+                exit_info = shims.read_exit(state_dir)
+                run = Running(shim=shim)
+                self.running[rec.id] = run
+                if exit_info is not None:  # exited while we were away; the shim kept the status
+                    await self._handle_exit(rec.id, run, exit_info)
+                else:
+                    run.monitor = asyncio.create_task(self._monitor(rec.id, run))
+                continue
+            if rec.state.status == "restarting" and not state_dir.exists():
+                self._schedule_restart(rec)  # was waiting for its back-off
+                continue
+            info = shims.read_exit(state_dir) or {"exit_code": 255}
+            await self._handle_exit(rec.id, None, info)
+        self._collect_orphans()
+
+    async def _discard_shim(self, state_dir: Path) -> None:
+        shim = shims.connect(state_dir)
+        if (state_dir / "shim.sock").exists() and await shims.alive(shim):
+            with contextlib.suppress(Exception):
+                await shim.kill(signal=int(_signal.SIGKILL), all=True)
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(shim.wait(), 10)
+            with contextlib.suppress(Exception):
+                await shim.delete()
+        shims.remove_state_dir(state_dir)
+
+    def _collect_orphans(self) -> None:
+        known = {rec.id for rec in self.store.all()}
+        for info in list(self.snapshots.walk()):
+            key = str(info.key)
+            if key.startswith("container-") and key[len("container-"):] not in known:
+                with contextlib.suppress(DockyardError, OSError):
+                    self.snapshots.remove(key)
+        cdirs = Path(self.config.data_root) / "containers"
+        if cdirs.is_dir():
+            for d in cdirs.iterdir():
+                if d.name not in known and len(d.name) == 64:
+                    with contextlib.suppress(DockyardError):
+                        unmount_all(d / "rootfs", detach=True)
+                    shutil.rmtree(d, ignore_errors=True)
+
+    async def close(self) -> None:
+        """Stop watching; the containers and their shims keep running."""
+        self._closing = True
+        for task in list(self._restarts.values()):
+            task.cancel()
+        for run in list(self.running.values()):
+            if run.monitor is not None:
+                run.monitor.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await run.monitor
+        self.running.clear()
+        for waiters in list(self._exit_waiters.values()) + list(self._remove_waiters.values()):
+            for fut in waiters:
+                fut.cancel()
+
+
+def remove_cgroups(parent: str, cid: str) -> None:
+    """rmdir what the runtime may have left of ``/<parent>/<id>`` (v1 controllers and unified)."""
+    base = Path("/sys/fs/cgroup")
+    candidates = [base / parent / cid]
+    if base.is_dir():
+        candidates += [d / parent / cid for d in base.iterdir() if d.is_dir()]
+    for path in candidates:
+        with contextlib.suppress(OSError):
+            path.rmdir()
+
+
+def _size(text: str | None) -> int:
+    if not text:
+        return 0
+    units = {"k": 1000, "m": 1000**2, "g": 1000**3, "kb": 1000, "mb": 1000**2, "gb": 1000**3}
+    t = text.strip().lower()
+    for suffix in sorted(units, key=len, reverse=True):
+        if t.endswith(suffix):
+            return int(float(t[: -len(suffix)]) * units[suffix])
+    return int(t)
+
+
+def _exited_at(value: Any) -> str:
+    if isinstance(value, str) and value:
+        return value
+    if isinstance(value, (int, float)) and value > 0:
+        from dockyard.shim.jsonlog import format_time
+        return format_time(int(value * 1e9))
+    return now_rfc3339()
+
+
+class StartError(InvalidArgument):
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+def _start_error(message: str) -> DockyardError:
+    """Docker's translation of runtime start failures (exit code 127 / 126)."""
+    text = f"failed to create task for container: {message}: unknown"
+    low = message.lower()
+    if "executable file not found" in low or "no such file or directory" in low:
+        return StartError(text, 127)
+    if "permission denied" in low:
+        return StartError(text, 126)
+    err = Internal(text)
+    return err

@@ -1,0 +1,267 @@
+"""ContainerRecord (+ its image config, already merged) → OCI runtime spec ``config.json``.
+
+Defaults follow Docker's ``oci.DefaultSpec`` and daemon/oci_linux.go: the default capability set,
+/proc /dev /dev/pts /sys /sys/fs/cgroup /dev/mqueue /dev/shm mounts, masked and read-only paths,
+fresh pid/ipc/uts/mount/network namespaces. Networking is not wired yet: ``default``/``bridge``
+(and every mode except ``host``) get a new network namespace with loopback only.
+"""
+
+from __future__ import annotations
+
+import signal as _signal
+from pathlib import Path
+from typing import Any
+
+from dockyard.engine.rootfs import ExecUser
+from dockyard.engine.types import ContainerRecord, Resources
+from dockyard.errors import InvalidArgument
+
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+TINI_HOST_PATH = "/usr/bin/tini-static"
+INIT_PATH = "/sbin/docker-init"
+DEFAULT_SHM = 64 * 1024 * 1024
+
+DEFAULT_CAPS = [
+    "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD", "CAP_NET_RAW",
+    "CAP_SETGID", "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP", "CAP_NET_BIND_SERVICE",
+    "CAP_SYS_CHROOT", "CAP_KILL", "CAP_AUDIT_WRITE",
+]
+ALL_CAPS = [*DEFAULT_CAPS, "CAP_DAC_READ_SEARCH", "CAP_LINUX_IMMUTABLE", "CAP_NET_BROADCAST", "CAP_NET_ADMIN", "CAP_IPC_LOCK", "CAP_IPC_OWNER", "CAP_SYS_MODULE", "CAP_SYS_RAWIO", "CAP_SYS_PTRACE", "CAP_SYS_PACCT", "CAP_SYS_ADMIN", "CAP_SYS_BOOT", "CAP_SYS_NICE", "CAP_SYS_RESOURCE", "CAP_SYS_TIME", "CAP_SYS_TTY_CONFIG", "CAP_LEASE", "CAP_AUDIT_CONTROL", "CAP_MAC_OVERRIDE", "CAP_MAC_ADMIN", "CAP_SYSLOG", "CAP_WAKE_ALARM", "CAP_BLOCK_SUSPEND", "CAP_AUDIT_READ", "CAP_PERFMON", "CAP_BPF", "CAP_CHECKPOINT_RESTORE"]
+MASKED_PATHS = [
+    "/proc/asound", "/proc/acpi", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
+    "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi", "/sys/firmware",
+    "/sys/devices/virtual/powercap",
+]
+READONLY_PATHS = ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"]
+
+
+def parse_signal(name: str) -> int:
+    """``SIGTERM``, ``TERM``, ``15`` → 15; InvalidArgument otherwise."""
+    value = name.strip().upper()
+    if value.isdigit():
+        num = int(value)
+        if 0 < num < 65:
+            return num
+    else:
+        if not value.startswith("SIG"):
+            value = "SIG" + value
+        if value.startswith("SIGRTMIN+") or value.startswith("SIGRTMAX-"):
+            base, _, off = value[3:].partition("+" if "+" in value else "-")
+            if off.isdigit():
+                n = int(off)
+                return int(_signal.SIGRTMIN) + n if base == "RTMIN" else int(_signal.SIGRTMAX) - n
+        sig = getattr(_signal.Signals, value, None)
+        if isinstance(sig, _signal.Signals):
+            return int(sig)
+    raise InvalidArgument(f"Invalid signal: {name}")
+
+
+def normalise_caps(caps: list[str]) -> list[str]:
+    out = []
+    for cap in caps:
+        up = cap.upper()
+        if up == "ALL":
+            out.append("ALL")
+            continue
+        if not up.startswith("CAP_"):
+            up = "CAP_" + up
+        if up not in ALL_CAPS:
+            raise InvalidArgument(f"unknown capability: \"{cap}\"")
+        out.append(up)
+    return out
+
+
+def capabilities(cap_add: list[str], cap_drop: list[str], privileged: bool) -> list[str]:
+    if privileged:
+        return list(ALL_CAPS)
+    add, drop = normalise_caps(cap_add), normalise_caps(cap_drop)
+    base = [] if "ALL" in drop else [c for c in DEFAULT_CAPS if c not in drop]
+    extra = ALL_CAPS if "ALL" in add else add
+    return base + [c for c in extra if c not in base and c != "ALL"]
+
+
+def linux_resources(res: Resources) -> dict[str, Any]:
+    out: dict[str, Any] = {"devices": [{"allow": False, "access": "rwm"}]}
+    memory: dict[str, Any] = {}
+    if res.memory:
+        memory["limit"] = res.memory
+        if res.memory_swap > 0:
+            memory["swap"] = res.memory_swap
+        elif res.memory_swap == 0:
+            memory["swap"] = res.memory * 2
+        else:
+            memory["swap"] = -1
+    if res.memory_reservation:
+        memory["reservation"] = res.memory_reservation
+    if res.oom_kill_disable:
+        memory["disableOOMKiller"] = True
+    if memory:
+        out["memory"] = memory
+    cpu: dict[str, Any] = {}
+    if res.nano_cpus:
+        cpu["period"] = 100000
+        cpu["quota"] = res.nano_cpus * 100000 // 1_000_000_000
+    if res.cpu_period:
+        cpu["period"] = res.cpu_period
+    if res.cpu_quota:
+        cpu["quota"] = res.cpu_quota
+    if res.cpu_shares:
+        cpu["shares"] = res.cpu_shares
+    if res.cpuset_cpus:
+        cpu["cpus"] = res.cpuset_cpus
+    if res.cpuset_mems:
+        cpu["mems"] = res.cpuset_mems
+    if cpu:
+        out["cpu"] = cpu
+    if res.pids_limit is not None and res.pids_limit > 0:
+        out["pids"] = {"limit": res.pids_limit}
+    if res.blkio_weight:
+        out["blockIO"] = {"weight": res.blkio_weight}
+    return out
+
+
+def _default_devices() -> list[dict[str, Any]]:
+    """Docker's default device cgroup allow list (null zero full random urandom tty ptmx + pts)."""
+    rules = [{"allow": False, "access": "rwm"}]
+    for major, minor in ((1, 3), (1, 5), (1, 7), (1, 8), (1, 9), (5, 0), (5, 2)):
+        rules.append({"allow": True, "type": "c", "major": major, "minor": minor, "access": "rwm"})
+    rules.append({"allow": True, "type": "c", "major": 136, "access": "rwm"})
+    rules.append({"allow": True, "type": "c", "major": 10, "minor": 200, "access": "rwm"})
+    return rules
+
+
+def merge_env(base: list[str], override: list[str]) -> list[str]:
+    """Docker's ReplaceOrAppendEnvValues: ``override`` replaces keys of ``base`` in place."""
+    out = list(base)
+    index = {item.partition("=")[0]: i for i, item in enumerate(out)}
+    for item in override:
+        key, sep, _ = item.partition("=")
+        if not sep:
+            continue  # "KEY" without a value: unset on the client, so dropped
+        if key in index:
+            out[index[key]] = item
+        else:
+            index[key] = len(out)
+            out.append(item)
+    return out
+
+
+def build_env(env: list[str], hostname: str, tty: bool) -> list[str]:
+    """PATH default, HOSTNAME, TERM=xterm with a tty; then the container's (merged) env on top."""
+    base = [f"PATH={DEFAULT_PATH}", f"HOSTNAME={hostname}"] + (["TERM=xterm"] if tty else [])
+    return merge_env(base, env)
+
+
+def process_spec(*, args: list[str], env: list[str], cwd: str, user: ExecUser, tty: bool,
+                 caps: list[str], console_size: tuple[int, int] | None = None,
+                 no_new_privileges: bool = False, oom_score_adj: int = 0) -> dict[str, Any]:
+    proc: dict[str, Any] = {
+        "terminal": tty,
+        "user": {"uid": user.uid, "gid": user.gid,
+                 **({"additionalGids": user.additional_gids} if user.additional_gids else {})},
+        "args": args,
+        "env": env,
+        "cwd": cwd or "/",
+        "capabilities": {k: list(caps) for k in ("bounding", "effective", "permitted")},
+        "noNewPrivileges": no_new_privileges,
+    }
+    if tty and console_size:
+        proc["consoleSize"] = {"height": console_size[0], "width": console_size[1]}
+    if oom_score_adj:
+        proc["oomScoreAdj"] = oom_score_adj
+    return proc
+
+
+def namespace_list(network: str, pid: str, ipc: str, uts: str,
+                   joined: dict[str, int]) -> list[dict[str, Any]]:
+    """New namespaces, none for ``host`` modes, the target's for ``container:<ref>`` modes
+    (``joined`` maps the namespace type to the pid of the container to join)."""
+    modes = {"network": network, "pid": pid, "ipc": ipc, "uts": uts, "mount": ""}
+    out: list[dict[str, Any]] = []
+    proc_names = {"network": "net", "pid": "pid", "ipc": "ipc", "uts": "uts", "mount": "mnt"}
+    for kind in ("pid", "ipc", "uts", "mount", "network"):
+        mode = modes[kind]
+        if mode == "host":
+            continue
+        if kind in joined:
+            out.append({"type": kind, "path": f"/proc/{joined[kind]}/ns/{proc_names[kind]}"})
+        else:
+            out.append({"type": kind})
+    return out
+
+
+def build_spec(record: ContainerRecord, *, rootfs: Path, user: ExecUser, cgroup_parent: str,
+               joined: dict[str, int] | None = None) -> dict[str, Any]:
+    cfg, host = record.config, record.host_config
+    args = [record.path, *record.args] if record.path else list(record.args)
+    if host.init:
+        args = [INIT_PATH, "--", *args]
+    caps = capabilities(host.cap_add, host.cap_drop, host.privileged)
+    env = build_env(cfg.env, cfg.hostname, cfg.tty)
+    no_new_privs = any(o in ("no-new-privileges", "no-new-privileges:true", "no-new-privileges=true")
+                       for o in host.security_opt)
+    proc = process_spec(args=args, env=env, cwd=cfg.working_dir or "/", user=user, tty=cfg.tty,
+                        caps=caps, console_size=host.console_size, no_new_privileges=no_new_privs,
+                        oom_score_adj=host.oom_score_adj)
+    rlimits = []
+    for ul in host.ulimits:
+        name = str(ul.get("name", "")).upper()
+        rlimits.append({"type": f"RLIMIT_{name}", "hard": int(ul.get("hard", 0)), "soft": int(ul.get("soft", 0))})
+    if rlimits:
+        proc["rlimits"] = rlimits
+    shm = host.shm_size or DEFAULT_SHM
+    mounts: list[dict[str, Any]] = [
+        {"destination": "/proc", "type": "proc", "source": "proc", "options": ["nosuid", "noexec", "nodev"]},
+        {"destination": "/dev", "type": "tmpfs", "source": "tmpfs",
+         "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]},
+        {"destination": "/dev/pts", "type": "devpts", "source": "devpts",
+         "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"]},
+        {"destination": "/sys", "type": "sysfs", "source": "sysfs",
+         "options": ["nosuid", "noexec", "nodev", "ro"]},
+        {"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup",
+         "options": ["ro", "nosuid", "noexec", "nodev"]},
+        {"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue",
+         "options": ["nosuid", "noexec", "nodev"]},
+        {"destination": "/dev/shm", "type": "tmpfs", "source": "shm",
+         "options": ["nosuid", "noexec", "nodev", "mode=1777", f"size={shm}"]},
+    ]
+    for dest, tmpfs_opts in host.tmpfs.items():
+        extra = [o for o in tmpfs_opts.split(",") if o]
+        mounts.append({"destination": dest, "type": "tmpfs", "source": "tmpfs",
+                       "options": ["nosuid", "nodev", "noexec", *extra]})
+    for path, dest in ((record.resolv_conf_path, "/etc/resolv.conf"),
+                       (record.hostname_path, "/etc/hostname"), (record.hosts_path, "/etc/hosts")):
+        if path:
+            mounts.append({"destination": dest, "type": "bind", "source": path,
+                           "options": ["rbind", "rprivate", "rw" if not host.readonly_rootfs else "ro"]})
+    for mp in record.mounts:
+        bind_opts = ["rbind", mp.propagation or "rprivate", "rw" if mp.rw else "ro"]
+        mounts.append({"destination": mp.destination, "type": "bind", "source": mp.source,
+                       "options": bind_opts})
+    if host.init:
+        mounts.append({"destination": INIT_PATH, "type": "bind", "source": TINI_HOST_PATH,
+                       "options": ["bind", "ro", "nosuid", "nodev"]})
+    namespaces = namespace_list(host.network_mode, host.pid_mode, host.ipc_mode, host.uts_mode,
+                                joined or {})
+    resources = linux_resources(host.resources)
+    resources["devices"] = [{"allow": True, "access": "rwm"}] if host.privileged else _default_devices()
+    linux: dict[str, Any] = {
+        "namespaces": namespaces,
+        "cgroupsPath": f"/{cgroup_parent.strip('/')}/{record.id}",
+        "resources": resources,
+        "sysctl": dict(host.sysctls),
+    }
+    if not host.privileged:
+        linux["maskedPaths"] = list(MASKED_PATHS)
+        linux["readonlyPaths"] = list(READONLY_PATHS)
+    spec: dict[str, Any] = {
+        "ociVersion": "1.0.2",
+        "process": proc,
+        "root": {"path": str(rootfs), "readonly": host.readonly_rootfs},
+        "hostname": cfg.hostname if any(n["type"] == "uts" and "path" not in n for n in namespaces) else "",
+        "mounts": mounts,
+        "linux": linux,
+    }
+    if cfg.domainname:
+        spec["domainname"] = cfg.domainname
+    return spec

@@ -1,0 +1,488 @@
+"""``dockyard-runtime``: a runc-compatible OCI runtime CLI over a ``config.json`` bundle.
+
+Every call starts a fresh interpreter, so this module imports only what the command needs; the
+Linux machinery is imported lazily inside the commands.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+from dockyard.errors import Conflict, DockyardError, InvalidArgument, NotFound
+from dockyard.runtime import jsonio
+from dockyard.runtime import state as st
+from dockyard.runtime.linux.cgroups import Cgroup, with_default_devices
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any
+
+DEFAULT_ROOT = "/run/dockyard/runtime"
+
+
+def _status(root: str, s: st.ContainerState) -> str:
+    if not st.init_alive(s):
+        return "stopped"
+    if os.path.exists(os.path.join(st.container_dir(root, s.id), "exec.fifo")):
+        return "created"
+    if s.cgroup_path and Cgroup(s.cgroup_path).frozen():
+        return "paused"
+    return "running"
+
+
+def _load_json(path: str, what: str) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as f:
+            data = jsonio.loads(f.read())
+    except FileNotFoundError as exc:
+        raise NotFound(f"{what} {path} does not exist") from exc
+    except InvalidArgument as exc:
+        raise InvalidArgument(f"{what} {path}: {exc}") from None
+    if not isinstance(data, dict):
+        raise InvalidArgument(f"{what} {path} must hold a JSON object")
+    return data
+
+
+def _connect_console(path: str | None, terminal: bool) -> int | None:
+    if not terminal:
+        if path:
+            raise InvalidArgument("--console-socket given but process.terminal is false")
+        return None
+    if not path:
+        raise InvalidArgument("process.terminal is true but --console-socket was not given")
+    import socket
+
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.connect(path)
+    except OSError as exc:
+        sock.close()
+        raise InvalidArgument(f"cannot connect to console socket {path}: {exc.strerror}") from exc
+    return sock.detach()
+
+
+def _read_sync(fd: int, on_hooks: Callable[[list[dict[str, Any]]], None] | None = None) -> list[dict[str, Any]]:
+    """Read JSON lines from the sync pipe until ready/error or EOF; ``{"hooks"}`` calls ``on_hooks``."""
+    msgs: list[dict[str, Any]] = []
+    buf = b""
+    while True:
+        chunk = os.read(fd, 4096)
+        if not chunk:
+            return msgs
+        buf += chunk
+        while b"\n" in buf:
+            line, buf = buf.split(b"\n", 1)
+            msg = jsonio.loads(line)
+            msgs.append(msg)
+            if "hooks" in msg and on_hooks is not None:
+                on_hooks(msgs)
+            if "ready" in msg or "error" in msg:
+                return msgs
+
+
+def _write_pid_file(path: str | None, pid: int) -> None:
+    if path:
+        st.atomic_write(path, str(pid).encode(), 0o644)
+
+
+# -- commands ------------------------------------------------------------------------------------
+
+def cmd_create(root: str, args: Args) -> int:
+    bundle = os.path.abspath(args.bundle)
+    spec = _load_json(os.path.join(bundle, "config.json"), "bundle config")
+    proc = spec.get("process") or {}
+    if not proc.get("args"):
+        raise InvalidArgument("process.args must not be empty")
+    linux = spec.get("linux") or {}
+    cgroup = Cgroup(linux.get("cgroupsPath") or f"/dockyard/{args.id}")
+    console_fd = _connect_console(args.console_socket, bool(proc.get("terminal")))
+    cdir = st.make_dir(root, args.id)
+    init_pid = 0
+    try:
+        fifo = os.path.join(cdir, "exec.fifo")
+        os.mkfifo(fifo, 0o622)
+        cgroup.create()
+        cgroup.set(with_default_devices(linux.get("resources") or {}, linux.get("devices") or []))
+        from dockyard.runtime.linux.init import create_child
+
+        spec_hooks = spec.get("hooks") or {}
+        runtime_hooks = (spec_hooks.get("prestart") or []) + (spec_hooks.get("createRuntime") or [])
+        go_r, go_w = os.pipe() if runtime_hooks else (None, None)
+        r, w = os.pipe()
+        child = os.fork()
+        if child == 0:
+            os.close(r)
+            if go_w is not None:
+                os.close(go_w)
+            create_child(spec, bundle, fifo, cgroup, w, console_fd, go_r, args.id, _preserve(args))
+        os.close(w)
+        if go_r is not None:
+            os.close(go_r)
+        if console_fd is not None:
+            os.close(console_fd)
+
+        def on_hooks(msgs: list[dict[str, Any]]) -> None:
+            # prestart/createRuntime: in the runtime's namespaces, the container's already exist
+            from dockyard.runtime import hooks
+
+            assert go_w is not None
+            pid = next((m["pid"] for m in msgs if "pid" in m), 0)
+            doc = hooks.state_doc(args.id, "creating", pid, bundle, spec.get("annotations") or {})
+            try:
+                hooks.run("prestart", spec_hooks.get("prestart") or [], doc)
+                hooks.run("createRuntime", spec_hooks.get("createRuntime") or [], doc)
+                os.write(go_w, b"1")
+            finally:
+                os.close(go_w)
+
+        try:
+            msgs = _read_sync(r, on_hooks if runtime_hooks else None)
+        finally:  # on a hook failure the init is killed below through the cgroup
+            os.close(r)
+        for m in msgs:
+            init_pid = m.get("pid", init_pid)
+        if init_pid != child:
+            os.waitpid(child, 0)
+        if not msgs or "error" in msgs[-1] or "ready" not in msgs[-1]:
+            err = msgs[-1].get("error") if msgs else None
+            raise DockyardError(f"container init failed: {err or 'exited during setup'}")
+        s = st.ContainerState(id=args.id, bundle=bundle, pid=init_pid,
+                              pid_start=st.proc_start_time(init_pid),
+                              created=time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()) + "Z",
+                              rootfs=(spec.get("root") or {}).get("path") or "rootfs",
+                              cgroup_path=cgroup.path, annotations=spec.get("annotations") or {})
+        st.save(root, s)
+        _write_pid_file(args.pid_file, init_pid)
+    except BaseException:
+        if init_pid:
+            _kill_quiet(init_pid, 9)
+        _destroy(root, args.id, cgroup)
+        raise
+    return 0
+
+
+def _kill_quiet(pid: int, sig: int) -> None:
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        pass
+
+
+def _destroy(root: str, container_id: str, cgroup: Cgroup | None) -> None:
+    import shutil
+
+    if cgroup is not None:
+        for pid in cgroup.procs():
+            _kill_quiet(pid, 9)
+        cgroup.destroy()
+    shutil.rmtree(st.container_dir(root, container_id), ignore_errors=True)
+
+
+def cmd_start(root: str, args: Args) -> int:
+    s = st.load(root, args.id)
+    status = _status(root, s)
+    if status != "created":
+        raise Conflict(f"cannot start a container that is {status}")
+    fifo = os.path.join(st.container_dir(root, args.id), "exec.fifo")
+    import select
+
+    fd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        poller = select.poll()
+        poller.register(fd, select.POLLIN | select.POLLHUP)
+        deadline = time.monotonic() + 10
+        data = b""
+        while not data:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or not poller.poll(remaining * 1000):
+                raise DockyardError("timed out waiting for the container init to start")
+            try:
+                data = os.read(fd, 1)
+            except BlockingIOError:
+                continue
+            if not data:
+                raise Conflict("cannot start an already stopped container")
+    finally:
+        os.close(fd)
+    os.unlink(fifo)
+    poststart = (_bundle_spec(s).get("hooks") or {}).get("poststart")
+    if poststart:
+        from dockyard.runtime import hooks
+
+        hooks.run_quietly("poststart", poststart, hooks.state_doc(s.id, "running", s.pid, s.bundle, s.annotations))
+    return 0
+
+
+def _bundle_spec(s: st.ContainerState) -> dict[str, Any]:
+    """The bundle's config.json as it is now ({} when gone): only hooks are read from it later."""
+    try:
+        return _load_json(os.path.join(s.bundle, "config.json"), "bundle config")
+    except DockyardError:
+        return {}
+
+
+def cmd_state(root: str, args: Args) -> int:
+    s = st.load(root, args.id)
+    status = _status(root, s)
+    out = {"ociVersion": st.OCI_VERSION, "id": s.id, "status": status,
+           "pid": s.pid if status != "stopped" else 0, "bundle": s.bundle,
+           "rootfs": os.path.join(s.bundle, s.rootfs), "created": s.created,
+           "annotations": s.annotations}
+    sys.stdout.write(jsonio.dumps(out) + "\n")
+    return 0
+
+
+def parse_signal(value: str) -> int:
+    import signal
+
+    if value.isdigit():
+        return int(value)
+    name = value.upper()
+    if not name.startswith("SIG"):
+        name = "SIG" + name
+    sig = getattr(signal.Signals, name, None) if name in signal.Signals.__members__ else None
+    if sig is None:
+        raise InvalidArgument(f"unknown signal {value!r}")
+    return int(sig)
+
+
+def cmd_kill(root: str, args: Args) -> int:
+    s = st.load(root, args.id)
+    sig = parse_signal(args.signal)
+    status = _status(root, s)
+    if status == "stopped":
+        raise Conflict("container not running")
+    if args.all and s.cgroup_path:
+        cg = Cgroup(s.cgroup_path)
+        for pid in cg.procs():
+            _kill_quiet(pid, sig)
+        if status == "paused" and sig == 9:
+            cg.freeze(False)  # a frozen task never dies; thaw so SIGKILL lands
+    else:
+        os.kill(s.pid, sig)
+    return 0
+
+
+def cmd_delete(root: str, args: Args) -> int:
+    try:
+        s = st.load(root, args.id)
+    except NotFound:
+        if args.force:
+            return 0
+        raise
+    status = _status(root, s)
+    cg = Cgroup(s.cgroup_path) if s.cgroup_path else None
+    if status in ("running", "paused") and not args.force:
+        raise Conflict(f"cannot delete container {args.id} that is not stopped: {status}")
+    if status != "stopped" or (cg is not None and cg.procs()):
+        _kill_quiet(s.pid, 9)
+        if cg is not None:
+            for pid in cg.procs():
+                _kill_quiet(pid, 9)
+            if status == "paused":
+                cg.freeze(False)
+            deadline = time.monotonic() + 5
+            while cg.procs() and time.monotonic() < deadline:
+                time.sleep(0.005)
+    _destroy(root, args.id, cg)
+    poststop = (_bundle_spec(s).get("hooks") or {}).get("poststop")
+    if poststop:
+        from dockyard.runtime import hooks
+
+        hooks.run_quietly("poststop", poststop, hooks.state_doc(s.id, "stopped", 0, s.bundle, s.annotations))
+    return 0
+
+
+def cmd_pause(root: str, args: Args) -> int:
+    s = st.load(root, args.id)
+    status = _status(root, s)
+    if status != "running":
+        raise Conflict(f"container {args.id} is {status}, not running")
+    Cgroup(s.cgroup_path).freeze(True)
+    return 0
+
+
+def cmd_resume(root: str, args: Args) -> int:
+    s = st.load(root, args.id)
+    status = _status(root, s)
+    if status != "paused":
+        raise Conflict(f"container {args.id} is {status}, not paused")
+    Cgroup(s.cgroup_path).freeze(False)
+    return 0
+
+
+def cmd_ps(root: str, args: Args) -> int:
+    s = st.load(root, args.id)
+    pids = Cgroup(s.cgroup_path).procs() if s.cgroup_path else []
+    if args.format == "json":
+        sys.stdout.write(jsonio.dumps(pids) + "\n")
+    else:
+        sys.stdout.write("PID\n" + "".join(f"{p}\n" for p in pids))
+    return 0
+
+
+def cmd_update(root: str, args: Args) -> int:
+    s = st.load(root, args.id)
+    if _status(root, s) == "stopped":
+        raise Conflict(f"container {args.id} is stopped")
+    res = _load_json(args.resources, "resources file") if args.resources != "-" else jsonio.loads(sys.stdin.read())
+    Cgroup(s.cgroup_path).set(res)
+    return 0
+
+
+def cmd_exec(root: str, args: Args) -> int:
+    from dockyard.runtime.exec import run_exec
+
+    s = st.load(root, args.id)
+    status = _status(root, s)
+    if status not in ("running", "created"):
+        raise Conflict(f"cannot exec in a container that is {status}")
+    if not args.process:
+        raise InvalidArgument("exec needs --process FILE")
+    proc = _load_json(args.process, "process file")
+    if args.tty:
+        proc["terminal"] = True
+    console_fd = _connect_console(args.console_socket, bool(proc.get("terminal")))
+    return run_exec(s, proc, console_fd, args.pid_file, args.detach, _preserve(args))
+
+
+def _preserve(args: Args) -> int:
+    value = args.preserve_fds or "0"
+    if not str(value).isdigit():
+        raise InvalidArgument(f"--preserve-fds must be a number, not {value!r}")
+    return int(value)
+
+
+# -- argument parsing (hand-rolled: argparse costs ~10 ms of imports per call) ------------------
+
+class Args:
+    """Parsed command line: global flags, the command, its flags and positionals."""
+
+    def __init__(self) -> None:
+        self.root = DEFAULT_ROOT
+        self.log: str | None = None
+        self.log_format = "text"
+        self.command = ""
+        self.values: dict[str, Any] = {}
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self.__dict__["values"][name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+
+# flag -> (dest, takes a value); aliases map to the same dest
+_GLOBAL = {"--root": ("root", True), "--log": ("log", True), "--log-format": ("log_format", True),
+           "--debug": ("debug", False), "--systemd-cgroup": ("systemd_cgroup", False)}
+_COMMANDS: dict[str, tuple[dict[str, tuple[str, bool]], list[str]]] = {
+    "create": ({"--bundle": ("bundle", True), "-b": ("bundle", True), "--pid-file": ("pid_file", True),
+                "--console-socket": ("console_socket", True), "--no-pivot": ("no_pivot", False),
+                "--no-new-keyring": ("no_new_keyring", False),
+                "--preserve-fds": ("preserve_fds", True)}, ["id"]),
+    "start": ({}, ["id"]), "state": ({}, ["id"]), "pause": ({}, ["id"]), "resume": ({}, ["id"]),
+    "kill": ({"--all": ("all", False), "-a": ("all", False)}, ["id", "signal?"]),
+    "delete": ({"--force": ("force", False), "-f": ("force", False)}, ["id"]),
+    "exec": ({"--process": ("process", True), "-p": ("process", True), "--pid-file": ("pid_file", True),
+              "--detach": ("detach", False), "-d": ("detach", False),
+              "--console-socket": ("console_socket", True), "--tty": ("tty", False), "-t": ("tty", False),
+              "--preserve-fds": ("preserve_fds", True)},
+             ["id"]),
+    "ps": ({"--format": ("format", True), "-f": ("format", True)}, ["id"]),
+    "update": ({"--resources": ("resources", True), "-r": ("resources", True)}, ["id"]),
+}
+_DEFAULTS = {"bundle": ".", "signal": "SIGTERM", "format": "table"}
+
+
+def _take(argv: list[str], i: int, table: dict[str, tuple[str, bool]], out: dict[str, Any]) -> int:
+    """Consume the flag at argv[i] (``--x v``, ``--x=v`` or a boolean); returns the next index."""
+    flag, eq, inline = argv[i].partition("=")
+    if flag not in table:
+        raise InvalidArgument(f"unknown flag {flag}")
+    dest, takes_value = table[flag]
+    if not takes_value:
+        out[dest] = inline.lower() not in ("false", "0") if eq else True
+        return i + 1
+    if eq:
+        out[dest] = inline
+        return i + 1
+    if i + 1 >= len(argv):
+        raise InvalidArgument(f"flag {flag} needs a value")
+    out[dest] = argv[i + 1]
+    return i + 2
+
+
+def parse_args(argv: list[str]) -> Args:
+    args = Args()
+    glob: dict[str, Any] = {}
+    i = 0
+    while i < len(argv) and argv[i].startswith("-"):
+        i = _take(argv, i, _GLOBAL, glob)
+    for key in ("root", "log", "log_format"):
+        if key in glob:
+            setattr(args, key, glob[key])
+    if i >= len(argv):
+        raise InvalidArgument(f"no command given (one of: {', '.join(_COMMANDS)})")
+    args.command = argv[i]
+    if args.command not in _COMMANDS:
+        raise InvalidArgument(f"unknown command {args.command!r}")
+    flags, positional = _COMMANDS[args.command]
+    values: dict[str, Any] = {dest: _DEFAULTS.get(dest) for dest, _ in flags.values()}
+    rest: list[str] = []
+    i += 1
+    while i < len(argv):
+        if argv[i] == "--":
+            rest.extend(argv[i + 1:])
+            break
+        if argv[i].startswith("-") and len(argv[i]) > 1 and not (rest and argv[i][1:].isdigit()):
+            i = _take(argv, i, flags, values)
+        else:
+            rest.append(argv[i])
+            i += 1
+    required = [p for p in positional if not p.endswith("?")]
+    if not required[0:1] or len(rest) < len(required) or len(rest) > len(positional):
+        raise InvalidArgument(f"{args.command}: expected {' '.join(positional)}, got {rest or 'nothing'}")
+    for name, value in zip(positional, rest, strict=False):
+        values[name.rstrip("?")] = value
+    for name in positional:
+        values.setdefault(name.rstrip("?"), _DEFAULTS.get(name.rstrip("?")))
+    if values.get("format") not in (None, "table", "json"):
+        raise InvalidArgument(f"unknown format {values['format']!r}")
+    args.values = values
+    return args
+
+
+COMMANDS = {
+    "create": cmd_create, "start": cmd_start, "state": cmd_state, "kill": cmd_kill,
+    "delete": cmd_delete, "pause": cmd_pause, "resume": cmd_resume, "ps": cmd_ps,
+    "update": cmd_update, "exec": cmd_exec,
+}
+
+
+def _log_error(args: Args | None, message: str) -> None:
+    sys.stderr.write(f"dockyard-runtime: {message}\n")
+    if args is not None and args.log:
+        try:
+            with open(args.log, "a") as f:
+                if args.log_format == "json":
+                    f.write(jsonio.dumps({"level": "error", "msg": message,
+                                        "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}) + "\n")
+                else:
+                    f.write(f"error: {message}\n")
+        except OSError:
+            pass
+
+
+def main(argv: list[str] | None = None) -> int:
+    args: Args | None = None
+    try:
+        args = parse_args(sys.argv[1:] if argv is None else argv)
+        return COMMANDS[args.command](args.root, args)
+    except DockyardError as exc:
+        _log_error(args, str(exc))
+    except OSError as exc:
+        _log_error(args, f"{exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else ""))
+    return 1

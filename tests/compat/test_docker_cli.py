@@ -1,0 +1,114 @@
+"""The stock docker CLI against dockyardd: same client, our engine."""
+
+from __future__ import annotations
+
+import json
+import os
+import pty
+import select
+import shutil
+import subprocess
+import time
+
+import pytest
+
+from tests.conftest import LiveDaemon, unique
+
+pytestmark = [pytest.mark.root, pytest.mark.compat,
+              pytest.mark.skipif(shutil.which("docker") is None, reason="docker CLI not installed")]
+
+
+def test_docker_run_echo(daemon: LiveDaemon) -> None:
+    res = daemon.docker("run", "--rm", "busybox", "echo", "hi")
+    assert res.stdout == b"hi\n"
+
+
+def test_docker_version_and_info(daemon: LiveDaemon) -> None:
+    ver = json.loads(daemon.docker("version", "--format", "{{json .}}").stdout)
+    assert ver["Server"]["ApiVersion"] == "1.45"
+    info = daemon.docker("info", "--format", "{{.Driver}} {{.OSType}}").stdout.decode().strip()
+    assert info == "overlay2 linux"
+
+
+def test_docker_ps_logs_stop_rm(daemon: LiveDaemon) -> None:
+    name = unique("dps")
+    daemon.docker("run", "-d", "--name", name, "busybox", "sh", "-c",
+                  "i=0; while true; do echo tick $i; i=$((i+1)); sleep 0.2; done")
+    ps = daemon.docker("ps", "--format", "{{.Names}}\t{{.Image}}\t{{.Status}}").stdout.decode()
+    assert any(line.startswith(f"{name}\tbusybox\tUp") for line in ps.splitlines())
+    proc = subprocess.Popen(["docker", "logs", "-f", name], stdout=subprocess.PIPE,
+                            env={**os.environ, "DOCKER_HOST": daemon.host})
+    assert proc.stdout is not None
+    first = proc.stdout.readline()
+    assert first.startswith(b"tick ")
+    daemon.docker("stop", "-t", "1", name)
+    proc.wait(timeout=30)  # logs -f ends when the container stops
+    daemon.docker("rm", name)
+    assert name not in daemon.docker("ps", "-a", "--format", "{{.Names}}").stdout.decode()
+
+
+def _run_in_pty(argv: list[str], env: dict[str, str], send: bytes, timeout: float = 30) -> tuple[int, bytes]:
+    pid, fd = pty.fork()
+    if pid == 0:
+        os.execvpe(argv[0], argv, env)
+    out = b""
+    sent = False
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        r, _, _ = select.select([fd], [], [], 0.2)
+        if r:
+            try:
+                chunk = os.read(fd, 4096)
+            except OSError:
+                break
+            if not chunk:
+                break
+            out += chunk
+        if not sent and b"#" in out:
+            os.write(fd, send)
+            sent = True
+    _, status = os.waitpid(pid, 0)
+    os.close(fd)
+    return os.waitstatus_to_exitcode(status), out
+
+
+def test_docker_run_it_under_pty(daemon: LiveDaemon) -> None:
+    env = {**os.environ, "DOCKER_HOST": daemon.host, "DOCKER_CONFIG": str(daemon.data_root.parent / "dc")}
+    code, out = _run_in_pty(["docker", "run", "-it", "--rm", "busybox", "sh"], env,
+                            b"tty; echo marker-$((6*7)); exit 4\r")
+    assert b"/dev/pts/" in out and b"marker-42" in out
+    assert code == 4
+
+
+def test_docker_exec_it(daemon: LiveDaemon) -> None:
+    name = unique("dexec")
+    daemon.docker("run", "-d", "--name", name, "busybox", "sleep", "60")
+    env = {**os.environ, "DOCKER_HOST": daemon.host, "DOCKER_CONFIG": str(daemon.data_root.parent / "dc")}
+    try:
+        code, out = _run_in_pty(["docker", "exec", "-it", name, "sh"], env, b"echo exec-$((2+3)); exit 0\r")
+        assert b"exec-5" in out and code == 0
+        res = daemon.docker("exec", name, "sh", "-c", "echo $((1+1)) >&2; exit 7", check=False)
+        assert res.returncode == 7 and res.stderr == b"2\n"
+    finally:
+        daemon.docker("rm", "-f", name, check=False)
+
+
+def test_docker_save_load_images(daemon: LiveDaemon, tmp_path) -> None:
+    tar = tmp_path / "bb.tar"
+    tag = f"compat-{unique('img')}:v1"
+    daemon.docker("tag", "busybox", tag)
+    daemon.docker("save", "-o", str(tar), tag)
+    assert tar.stat().st_size > 500_000
+    daemon.docker("rmi", tag)
+    out = daemon.docker("load", "-i", str(tar)).stdout.decode()
+    assert f"Loaded image: {tag}" in out
+    images = daemon.docker("images", "--format", "{{.Repository}}:{{.Tag}}").stdout.decode().split()
+    assert tag in images
+    daemon.docker("rmi", tag)
+
+
+def test_docker_errors(daemon: LiveDaemon) -> None:
+    res = daemon.docker("inspect", "no-such-container-xyz", check=False)
+    assert (res.returncode != 0 and b"No such object" in res.stderr) or b"No such container" in res.stderr
+    res = daemon.docker("rm", "no-such-container-xyz", check=False)
+    assert res.returncode != 0 and b"No such container: no-such-container-xyz" in res.stderr

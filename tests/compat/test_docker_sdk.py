@@ -1,0 +1,51 @@
+"""The docker SDK for Python against dockyardd."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.conftest import LiveDaemon, unique
+
+docker = pytest.importorskip("docker")
+pytestmark = [pytest.mark.root, pytest.mark.compat]
+
+
+@pytest.fixture()
+def client(daemon: LiveDaemon):  # type: ignore[no-untyped-def]
+    c = docker.DockerClient(base_url=daemon.host, version="auto")
+    yield c
+    c.close()
+
+
+def test_sdk_run_list_logs_remove(client) -> None:  # type: ignore[no-untyped-def]
+    assert client.ping() is True
+    out = client.containers.run("busybox", ["echo", "from-sdk"], remove=True)
+    assert out == b"from-sdk\n"
+    name = unique("sdk")
+    c = client.containers.run("busybox", ["sh", "-c", "echo a; echo b >&2; sleep 30"], name=name, detach=True)
+    assert c.id and len(c.id) == 64
+    assert name in [x.name for x in client.containers.list()]
+    c.reload()
+    assert c.status == "running"
+    for _ in range(50):
+        if c.logs(stdout=True, stderr=True) == b"a\nb\n":
+            break
+        import time
+        time.sleep(0.1)
+    assert c.logs(stdout=True, stderr=False) == b"a\n"
+    assert c.logs(stdout=False, stderr=True) == b"b\n"
+    res = c.exec_run(["sh", "-c", "echo exec; exit 2"])
+    assert res.exit_code == 2 and res.output == b"exec\n"
+    c.stop(timeout=1)
+    assert c.wait()["StatusCode"] in (137, 143)
+    c.remove()
+    assert name not in [x.name for x in client.containers.list(all=True)]
+
+
+def test_sdk_errors(client) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(docker.errors.NotFound):
+        client.containers.get("nope-" + unique())
+    with pytest.raises(docker.errors.NotFound):  # the SDK tries a pull first, which also 404s
+        client.containers.run("no-such-image-" + unique(), "true")
+    img = client.images.get("busybox")
+    assert "busybox:latest" in img.tags

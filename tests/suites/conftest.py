@@ -195,7 +195,8 @@ class Runtime:
         make_rootfs(bundle / "rootfs")
         spec = default_spec(args, cid)
         for key, value in patch.items():
-            target = spec["linux"] if key in ("resources", "maskedPaths", "readonlyPaths", "sysctl") else spec
+            target = spec["linux"] if key in ("resources", "maskedPaths", "readonlyPaths", "sysctl",
+                                              "seccomp") else spec
             if key == "process":
                 spec["process"].update(value)
             else:
@@ -222,7 +223,7 @@ RUNTIMES = ["dockyard-runtime", "runc"]
 
 
 @pytest.fixture(params=RUNTIMES)
-def runtime(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Runtime]:
+def runtime(request: pytest.FixtureRequest, tmp_path: Path, _cgroup_parent_cleanup: None) -> Iterator[Runtime]:
     if os.geteuid() != 0:
         pytest.skip("the runtime suite needs root")
     name = request.param
@@ -253,7 +254,7 @@ def runtime(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Runtime]
         assert not states, f"state dirs left behind: {states}"
 
 
-@pytest.fixture(scope="session", autouse=True)
+@pytest.fixture(scope="session")
 def _cgroup_parent_cleanup() -> Iterator[None]:
     yield
     base = Path("/sys/fs/cgroup")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import array
 import json
 import os
+import platform
 import socket
 import time
 from pathlib import Path
@@ -110,8 +111,9 @@ def test_exec(runtime: Runtime, tmp_path: Path) -> None:
     c.create()
     assert runtime.run("start", c.id).returncode == 0
     proc = {"terminal": False, "user": {"uid": 65534, "gid": 65534}, "cwd": "/tmp",
-            "args": ["sh", "-c", "echo in=$(hostname) $(id -u) $(pwd); ls /proc | grep -c '^[0-9]'; exit 3"],
-            "env": ["PATH=/bin"]}
+            "args": ["sh", "-c", "echo in=$(hostname) $(id -u) $(pwd); ls /proc | grep -c '^[0-9]'; "
+                     "ulimit -n; exit 3"],
+            "env": ["PATH=/bin"], "rlimits": [{"type": "RLIMIT_NOFILE", "hard": 512, "soft": 512}]}
     pfile = tmp_path / f"{c.id}-process.json"
     pfile.write_text(json.dumps(proc))
     res = runtime.run("exec", "--process", str(pfile), c.id)
@@ -119,6 +121,7 @@ def test_exec(runtime: Runtime, tmp_path: Path) -> None:
     words = res.stdout.split()
     assert words[:3] == [f"in=h-{c.id[:20]}", "65534", "/tmp"]
     assert int(words[3]) <= 4  # sleep, sh, ls, grep
+    assert words[4] == "512"
     # detached: returns once started, pid file names a process in the container's cgroup
     proc["args"] = ["sleep", "30"]
     pfile.write_text(json.dumps(proc))
@@ -392,3 +395,68 @@ def test_delete_force_paused(runtime: Runtime) -> None:
     assert res.returncode == 0, res.stderr
     assert c.wait() == 137
     assert not [d for d in cgroup_dirs(c.id) if d.exists()]
+
+
+def test_join_namespaces_by_path(runtime: Runtime) -> None:
+    a = runtime.bundle(["sleep", "60"])
+    a.create()
+    assert runtime.run("start", a.id).returncode == 0
+    joined = [{"type": "network", "path": f"/proc/{a.pid}/ns/net"},
+              {"type": "uts", "path": f"/proc/{a.pid}/ns/uts"},
+              {"type": "ipc", "path": f"/proc/{a.pid}/ns/ipc"},
+              {"type": "pid"}, {"type": "mount"}]
+    spec_b = {"namespaces": joined}
+    b = runtime.bundle(["sh", "-c", "hostname; readlink /proc/self/ns/net; readlink /proc/self/ns/ipc; echo $$"],
+                       hostname=None)
+    cfg = json.loads((b.bundle / "config.json").read_text())
+    cfg["linux"].update(spec_b)
+    (b.bundle / "config.json").write_text(json.dumps(cfg))
+    assert run_to_exit(b) == 0
+    lines = b.output().split()
+    assert lines[0] == f"h-{a.id[:20]}"
+    assert lines[1] == os.readlink(f"/proc/{a.pid}/ns/net")
+    assert lines[2] == os.readlink(f"/proc/{a.pid}/ns/ipc")
+    assert lines[3] == "1"
+    assert runtime.run("kill", a.id, "KILL").returncode == 0
+    assert a.wait() == 137
+
+
+SECCOMP = {
+    "defaultAction": "SCMP_ACT_ALLOW",
+    "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"],
+    "syscalls": [
+        {"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1},
+        {"names": ["chmod", "fchmodat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 13},
+        {"names": ["no_such_syscall_xyz"], "action": "SCMP_ACT_ERRNO"},
+        # argument conditions: only kill(_, SIGCONT) is refused
+        {"names": ["kill"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1,
+         "args": [{"index": 1, "value": 18, "op": "SCMP_CMP_EQ"}]},
+    ],
+}
+
+
+def test_seccomp(runtime: Runtime, tmp_path: Path) -> None:
+    if platform.machine() != "x86_64":
+        pytest.skip("the profile lists x86 architectures")
+    c = runtime.bundle(["sh", "-c", "mkdir /tmp/d; touch /tmp/f; chmod 600 /tmp/f; kill -CONT $$ || echo cont=denied; "
+                        "kill -0 $$ && echo zero=ok; grep Seccomp: /proc/self/status; sleep 60"],
+                       seccomp=SECCOMP)
+    c.create()
+    assert runtime.run("start", c.id).returncode == 0
+    deadline = time.monotonic() + 10
+    while "Seccomp" not in c.output() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    out = c.output() + c.err.read_text()
+    assert "Operation not permitted" in out  # mkdir
+    assert "Permission denied" in out  # chmod
+    assert "cont=denied" in out
+    assert "zero=ok" in out
+    assert "Seccomp:\t2" in out
+    pfile = tmp_path / f"{c.id}-p.json"
+    pfile.write_text(json.dumps({"args": ["mkdir", "/tmp/e"], "cwd": "/", "env": ["PATH=/bin"],
+                                 "user": {"uid": 0, "gid": 0}}))
+    res = runtime.run("exec", "--process", str(pfile), c.id)
+    assert res.returncode != 0
+    assert "Operation not permitted" in res.stderr
+    assert runtime.run("kill", c.id, "KILL").returncode == 0
+    assert c.wait() == 137

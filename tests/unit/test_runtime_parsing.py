@@ -11,7 +11,8 @@ import pytest
 from dockyard.errors import AlreadyExists, InvalidArgument, NotFound
 from dockyard.runtime import jsonio
 from dockyard.runtime import state as st
-from dockyard.runtime.cli import main, parse_args, parse_signal
+from dockyard.runtime.args import parse_args
+from dockyard.runtime.cli import main, parse_signal
 from dockyard.runtime.linux.capabilities import cap_numbers
 from dockyard.runtime.linux.cgroups import _device_rule, with_default_devices
 
@@ -103,3 +104,20 @@ def test_device_rules() -> None:
     assert rules[0] == {"allow": False, "access": "rwm"}  # the spec's deny-all stays first
     assert {"allow": True, "type": "c", "major": 1, "minor": 3, "access": "rwm"} in rules
     assert rules[-1]["major"] == 10 and rules[-1]["allow"]
+
+
+def test_seccomp_actions_and_conditions() -> None:
+    from dockyard.runtime.linux import seccomp
+
+    assert seccomp.action("SCMP_ACT_ERRNO", 13, None) == seccomp.ACT_ERRNO | 13
+    assert seccomp.action("SCMP_ACT_ERRNO", None, 38) == seccomp.ACT_ERRNO | 38
+    assert seccomp.action("SCMP_ACT_ERRNO", None, None) == seccomp.ACT_ERRNO | 1
+    assert seccomp.action("SCMP_ACT_KILL_PROCESS", None, None) == seccomp.ACT_KILL_PROCESS
+    with pytest.raises(InvalidArgument):
+        seccomp.action("SCMP_ACT_NOPE", None, None)
+    a0 = {"index": 0, "value": 1, "op": "SCMP_CMP_EQ"}
+    a1 = {"index": 1, "value": 2, "op": "SCMP_CMP_EQ"}
+    a0b = {"index": 0, "value": 3, "op": "SCMP_CMP_EQ"}
+    assert seccomp.condition_sets([]) == [[]]
+    assert seccomp.condition_sets([a0, a1]) == [[a0, a1]]  # distinct args: AND in one rule
+    assert seccomp.condition_sets([a0, a0b]) == [[a0], [a0b]]  # same arg twice: OR, one rule each

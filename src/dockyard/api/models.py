@@ -34,72 +34,72 @@ def parse_health(f: Fields) -> HealthConfig | None:
         return None
     return HealthConfig(
         test=f.str_list("Test"),
-        interval_ns=f.int("Interval"),
-        timeout_ns=f.int("Timeout"),
-        start_period_ns=f.int("StartPeriod"),
-        start_interval_ns=f.int("StartInterval"),
-        retries=f.int("Retries"),
+        interval_ns=f.integer("Interval"),
+        timeout_ns=f.integer("Timeout"),
+        start_period_ns=f.integer("StartPeriod"),
+        start_interval_ns=f.integer("StartInterval"),
+        retries=f.integer("Retries"),
     )
 
 
 def parse_config(f: Fields) -> ContainerConfig:
     health = f.sub("Healthcheck")
     return ContainerConfig(
-        image=f.str("Image"),
+        image=f.text("Image"),
         cmd=f.strslice("Cmd"),
         entrypoint=f.strslice("Entrypoint"),
         env=f.str_list("Env"),
-        working_dir=f.str("WorkingDir"),
-        user=f.str("User"),
-        hostname=f.str("Hostname"),
-        domainname=f.str("Domainname"),
-        tty=f.bool("Tty"),
-        open_stdin=f.bool("OpenStdin"),
-        stdin_once=f.bool("StdinOnce"),
-        attach_stdin=f.bool("AttachStdin"),
-        attach_stdout=f.bool("AttachStdout", True),
-        attach_stderr=f.bool("AttachStderr", True),
+        working_dir=f.text("WorkingDir"),
+        user=f.text("User"),
+        hostname=f.text("Hostname"),
+        domainname=f.text("Domainname"),
+        tty=f.boolean("Tty"),
+        open_stdin=f.boolean("OpenStdin"),
+        stdin_once=f.boolean("StdinOnce"),
+        attach_stdin=f.boolean("AttachStdin"),
+        attach_stdout=f.boolean("AttachStdout", True),
+        attach_stderr=f.boolean("AttachStderr", True),
         labels=f.str_map("Labels"),
-        stop_signal=f.str("StopSignal"),
+        stop_signal=f.text("StopSignal"),
         stop_timeout=f.opt_int("StopTimeout"),
         exposed_ports=f.obj_map("ExposedPorts"),
         volumes=f.obj_map("Volumes"),
         healthcheck=parse_health(health),
-        network_disabled=f.bool("NetworkDisabled"),
-        args_escaped=f.bool("ArgsEscaped"),
+        network_disabled=f.boolean("NetworkDisabled"),
+        args_escaped=f.boolean("ArgsEscaped"),
         on_build=f.strslice("OnBuild"),
         shell=f.strslice("Shell"),
-        mac_address=f.str("MacAddress"),
+        mac_address=f.text("MacAddress"),
     )
 
 
 def parse_restart_policy(f: Fields) -> RestartPolicy:
-    name = f.str("Name", "no") or "no"
+    name = f.text("Name", "no") or "no"
     if name not in ("no", "always", "on-failure", "unless-stopped"):
         raise InvalidArgument(f"invalid restart policy: unknown policy '{name}'")
-    retries = f.int("MaximumRetryCount")
+    retries = f.integer("MaximumRetryCount")
     if retries < 0:
         raise InvalidArgument("invalid restart policy: maximum retry count cannot be negative")
     if retries and name != "on-failure":
-        raise InvalidArgument(f"invalid restart policy: maximum retry count can only be used with 'on-failure'")
+        raise InvalidArgument("invalid restart policy: maximum retry count can only be used with 'on-failure'")
     return RestartPolicy(name=name, maximum_retry_count=retries)
 
 
 def parse_resources(f: Fields) -> Resources:
     """Resource fields sit directly inside HostConfig (and the update body)."""
     return Resources(
-        memory=f.int("Memory"),
-        memory_swap=f.int("MemorySwap"),
-        memory_reservation=f.int("MemoryReservation"),
-        nano_cpus=f.int("NanoCpus"),
-        cpu_shares=f.int("CpuShares"),
-        cpu_period=f.int("CpuPeriod"),
-        cpu_quota=f.int("CpuQuota"),
-        cpuset_cpus=f.str("CpusetCpus"),
-        cpuset_mems=f.str("CpusetMems"),
+        memory=f.integer("Memory"),
+        memory_swap=f.integer("MemorySwap"),
+        memory_reservation=f.integer("MemoryReservation"),
+        nano_cpus=f.integer("NanoCpus"),
+        cpu_shares=f.integer("CpuShares"),
+        cpu_period=f.integer("CpuPeriod"),
+        cpu_quota=f.integer("CpuQuota"),
+        cpuset_cpus=f.text("CpusetCpus"),
+        cpuset_mems=f.text("CpusetMems"),
         pids_limit=f.opt_int("PidsLimit"),
-        blkio_weight=f.int("BlkioWeight"),
-        oom_kill_disable=f.bool("OomKillDisable"),
+        blkio_weight=f.integer("BlkioWeight"),
+        oom_kill_disable=f.boolean("OomKillDisable"),
     )
 
 
@@ -114,7 +114,7 @@ def _port_bindings(f: Fields) -> dict[str, list[dict[str, str]]]:
         items = []
         for b in bindings:
             bf = Fields(b, f"HostConfig.PortBindings[{port!r}]")
-            items.append({"HostIp": bf.str("HostIp"), "HostPort": bf.str("HostPort")})
+            items.append({"HostIp": bf.text("HostIp"), "HostPort": bf.text("HostPort")})
         out[port] = items
     return out
 
@@ -134,14 +134,14 @@ def parse_host_config(f: Fields) -> HostConfig:
     log = f.sub("LogConfig")
     return HostConfig(
         binds=f.str_list("Binds"),
-        network_mode=f.str("NetworkMode", "default") or "default",
+        network_mode=f.text("NetworkMode", "default") or "default",
         port_bindings=_port_bindings(f),
         restart_policy=parse_restart_policy(f.sub("RestartPolicy")),
-        auto_remove=f.bool("AutoRemove"),
-        runtime=f.str("Runtime"),
+        auto_remove=f.boolean("AutoRemove"),
+        runtime=f.text("Runtime"),
         init=f.opt_bool("Init"),
-        privileged=f.bool("Privileged"),
-        readonly_rootfs=f.bool("ReadonlyRootfs"),
+        privileged=f.boolean("Privileged"),
+        readonly_rootfs=f.boolean("ReadonlyRootfs"),
         cap_add=f.str_list("CapAdd"),
         cap_drop=f.str_list("CapDrop"),
         security_opt=f.str_list("SecurityOpt"),
@@ -150,16 +150,16 @@ def parse_host_config(f: Fields) -> HostConfig:
         dns_options=f.str_list("DnsOptions"),
         extra_hosts=f.str_list("ExtraHosts"),
         tmpfs=f.str_map("Tmpfs"),
-        shm_size=f.int("ShmSize"),
-        log_config=LogConfig(type=log.str("Type", "json-file") or "json-file", config=log.str_map("Config")),
+        shm_size=f.integer("ShmSize"),
+        log_config=LogConfig(type=log.text("Type", "json-file") or "json-file", config=log.str_map("Config")),
         resources=parse_resources(f),
         sysctls=f.str_map("Sysctls"),
         ulimits=f.dict_list("Ulimits"),
         group_add=f.str_list("GroupAdd"),
-        oom_score_adj=f.int("OomScoreAdj"),
-        pid_mode=f.str("PidMode"),
-        ipc_mode=f.str("IpcMode", "private") or "private",
-        uts_mode=f.str("UTSMode"),
+        oom_score_adj=f.integer("OomScoreAdj"),
+        pid_mode=f.text("PidMode"),
+        ipc_mode=f.text("IpcMode", "private") or "private",
+        uts_mode=f.text("UTSMode"),
         console_size=_console_size(f.raw("ConsoleSize"), "HostConfig.ConsoleSize"),
     )
 
@@ -170,8 +170,9 @@ def parse_create(body: dict[str, Any], name: str, platform: str) -> CreateOption
     config = parse_config(f)
     if not config.image:
         raise InvalidArgument("config cannot be empty in order to create a container: Image is required")
-    host = parse_host_config(f.sub("HostConfig"))
-    f.sub("NetworkingConfig")  # validated as an object; networks are not wired yet
+    # Docker names these top-level siblings without the Config prefix.
+    host = parse_host_config(Fields(body.get("HostConfig"), "HostConfig"))
+    Fields(body.get("NetworkingConfig"), "NetworkingConfig")  # validated; networks are not wired yet
     return CreateOptions(name=name, config=config, host_config=host, platform=platform)
 
 
@@ -191,15 +192,15 @@ def parse_exec(body: dict[str, Any]) -> ExecConfig:
         raise InvalidArgument("No exec command specified")
     return ExecConfig(
         cmd=cmd,
-        tty=f.bool("Tty"),
-        attach_stdin=f.bool("AttachStdin"),
-        attach_stdout=f.bool("AttachStdout"),
-        attach_stderr=f.bool("AttachStderr"),
-        detach_keys=f.str("DetachKeys"),
+        tty=f.boolean("Tty"),
+        attach_stdin=f.boolean("AttachStdin"),
+        attach_stdout=f.boolean("AttachStdout"),
+        attach_stderr=f.boolean("AttachStderr"),
+        detach_keys=f.text("DetachKeys"),
         env=f.str_list("Env"),
-        user=f.str("User"),
-        working_dir=f.str("WorkingDir"),
-        privileged=f.bool("Privileged"),
+        user=f.text("User"),
+        working_dir=f.text("WorkingDir"),
+        privileged=f.boolean("Privileged"),
         console_size=_console_size(f.raw("ConsoleSize"), "ExecConfig.ConsoleSize"),
     )
 
@@ -207,7 +208,7 @@ def parse_exec(body: dict[str, Any]) -> ExecConfig:
 def parse_exec_start(body: dict[str, Any]) -> tuple[bool, bool]:
     f = Fields(body, "ExecStartConfig")
     _console_size(f.raw("ConsoleSize"), "ExecStartConfig.ConsoleSize")
-    return f.bool("Detach"), f.bool("Tty")
+    return f.boolean("Detach"), f.boolean("Tty")
 
 
 # --------------------------------------------------------------------------- rendering

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import platform
-import sys
 from datetime import UTC, datetime
 from typing import Any
 
@@ -170,7 +169,8 @@ def render_info(facts: dict[str, Any]) -> dict[str, Any]:
         "GenericResources": None, "DockerRootDir": str(g("docker_root_dir") or g("data_root") or ""),
         "HttpProxy": "", "HttpsProxy": "", "NoProxy": "", "Name": g("name") or platform.node(),
         "Labels": [], "ExperimentalBuild": False, "ServerVersion": g("server_version") or SERVER_VERSION,
-        "Runtimes": {name: {"path": str(path)} for name, path in dict(runtimes).items()},
+        "Runtimes": {name: (dict(path) if isinstance(path, dict) else {"path": str(path)})
+                     for name, path in dict(runtimes).items()},
         "DefaultRuntime": g("default_runtime", "dockyard-runtime"),
         "Swarm": {"NodeID": "", "NodeAddr": "", "LocalNodeState": "inactive", "ControlAvailable": False,
                   "Error": "", "RemoteManagers": None},
@@ -180,5 +180,3 @@ def render_info(facts: dict[str, Any]) -> dict[str, Any]:
         "CDISpecDirs": [], "Warnings": g("warnings") or None,
     }
 
-
-__all__ = ["API_VERSION", "MIN_API_VERSION", "SERVER_VERSION", "sys"]

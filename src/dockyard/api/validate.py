@@ -58,7 +58,7 @@ class Fields:
     def sub(self, key: str) -> Fields:
         return Fields(self.data.get(key), f"{self.prefix}.{key}")
 
-    def str(self, key: str, default: str = "") -> str:
+    def text(self, key: str, default: str = "") -> str:
         value = self.data.get(key)
         if value is None:
             return default
@@ -66,7 +66,7 @@ class Fields:
             raise self._bad(key, "a string")
         return value
 
-    def int(self, key: str, default: int = 0) -> int:
+    def integer(self, key: str, default: int = 0) -> int:
         value = self.data.get(key)
         if value is None:
             return default
@@ -79,9 +79,9 @@ class Fields:
         return value
 
     def opt_int(self, key: str) -> int | None:
-        return None if self.data.get(key) is None else self.int(key)
+        return None if self.data.get(key) is None else self.integer(key)
 
-    def bool(self, key: str, default: bool = False) -> bool:
+    def boolean(self, key: str, default: bool = False) -> bool:
         value = self.data.get(key)
         if value is None:
             return default
@@ -90,7 +90,7 @@ class Fields:
         return value
 
     def opt_bool(self, key: str) -> bool | None:
-        return None if self.data.get(key) is None else self.bool(key)
+        return None if self.data.get(key) is None else self.boolean(key)
 
     def str_list(self, key: str) -> list[str]:
         value = self.data.get(key)

@@ -67,7 +67,8 @@ class Database:
 
     def query_one(self, sql: str, params: tuple[object, ...] | dict[str, object] = ()) -> sqlite3.Row | None:
         with self._lock:
-            return self.conn.execute(sql, params).fetchone()  # type: ignore[no-any-return]
+            row: sqlite3.Row | None = self.conn.execute(sql, params).fetchone()
+            return row
 
     def execute(self, sql: str, params: tuple[object, ...] | dict[str, object] = ()) -> int:
         """Run one statement in its own transaction; returns the number of rows changed."""

@@ -7,14 +7,14 @@ engine can put it straight into ``config.json`` or mount it itself.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from dockyard.errors import Internal, NotFound
 
-_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+# Load glibc by soname: find_library() would run ldconfig, ~10 ms per process start.
+_libc = ctypes.CDLL("libc.so.6", use_errno=True)
 _libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p]
 _libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
 

@@ -13,7 +13,7 @@ import signal
 from dockyard.errors import DockyardError
 from dockyard.runtime import jsonio
 from dockyard.runtime.linux.cgroups import Cgroup
-from dockyard.runtime.linux.init import exec_child
+from dockyard.runtime.linux.init import compile_seccomp, exec_child
 from dockyard.runtime.linux.syscalls import PR_SET_CHILD_SUBREAPER, prctl
 from dockyard.runtime.state import ContainerState, atomic_write
 
@@ -32,17 +32,19 @@ def _status_code(status: int) -> int:
 
 
 def run_exec(s: ContainerState, proc: dict[str, Any], console_fd: int | None,
-             pid_file: str | None, detach: bool, preserve_fds: int = 0) -> int:
+             pid_file: str | None, detach: bool, preserve_fds: int = 0,
+             seccomp: dict[str, Any] | None = None) -> int:
     if not proc.get("args"):
         raise DockyardError("process.args must not be empty")
     if not detach:
         prctl(PR_SET_CHILD_SUBREAPER, 1)
     cgroup = Cgroup(s.cgroup_path)
+    sec = compile_seccomp({"seccomp": seccomp})  # the container's profile applies to exec too
     r, w = os.pipe()
     child = os.fork()
     if child == 0:
         os.close(r)
-        exec_child(s.pid, proc, cgroup, w, console_fd, preserve_fds)
+        exec_child(s.pid, proc, cgroup, w, console_fd, preserve_fds, sec)
     os.close(w)
     if console_fd is not None:
         os.close(console_fd)

@@ -204,6 +204,8 @@ class Cgroup:
                     _write(f"{md}/memory.limit_in_bytes", str(limit))
             elif limit is not None:
                 _write(f"{md}/memory.limit_in_bytes", str(limit))
+            elif swap is not None and os.path.exists(f"{md}/memory.memsw.limit_in_bytes"):
+                _write(f"{md}/memory.memsw.limit_in_bytes", str(swap))
             if mem.get("reservation") is not None:
                 _write(f"{md}/memory.soft_limit_in_bytes", str(mem["reservation"]))
             if mem.get("swappiness") is not None and os.path.exists(f"{md}/memory.swappiness"):

@@ -12,10 +12,16 @@ Messages to the runtime go over a sync pipe as JSON lines: ``{"pid": N}``, ``{"r
 from __future__ import annotations
 
 import _signal
+
+# Everything these processes import must be imported before pivot_root/setns(mnt): afterwards the
+# host's Python library is out of reach. fcntl/struct/resource are small (resource is a .so).
+import fcntl
 import os
+import resource
+import struct
 import sys
 
-from dockyard.runtime import jsonio
+from dockyard.runtime import hooks, jsonio
 from dockyard.runtime.linux import capabilities, namespaces, rootfs
 from dockyard.runtime.linux.cgroups import Cgroup
 from dockyard.runtime.linux.syscalls import (
@@ -29,6 +35,8 @@ from dockyard.runtime.linux.syscalls import (
 TYPE_CHECKING = False  # typing costs ~4 ms per runtime call; annotations are strings anyway
 if TYPE_CHECKING:
     from typing import Any, NoReturn
+
+    from dockyard.runtime.linux.seccomp import Filter
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 TIOCSCTTY = 0x540E
@@ -69,9 +77,7 @@ def lookpath(name: str, env: dict[str, str]) -> str:
 
 def setup_console(sock_fd: int, proc: dict[str, Any]) -> None:
     """Allocate a pty from the container's devpts, make it our controlling tty, send the master."""
-    import fcntl
-    import socket
-    import struct
+    import socket  # already loaded by the runtime, which connected the console socket
 
     master, slave = os.openpty()
     size = proc.get("consoleSize") or {}
@@ -98,8 +104,6 @@ def setup_console(sock_fd: int, proc: dict[str, Any]) -> None:
 
 def apply_limits(proc: dict[str, Any]) -> None:
     if proc.get("rlimits"):
-        import resource
-
         for rl in proc["rlimits"]:
             num = getattr(resource, rl.get("type", ""), None)
             if not isinstance(num, int):
@@ -133,9 +137,23 @@ def close_extra_fds(preserve: int) -> None:
                 pass  # the fd listdir itself used
 
 
-def finish_and_exec(proc: dict[str, Any], path: str, env: dict[str, str], preserve_fds: int = 0) -> NoReturn:
-    """Switch user and capabilities, reset signals, and execve; never returns."""
+def compile_seccomp(spec_linux: dict[str, Any]) -> Filter | None:
+    if not spec_linux.get("seccomp"):
+        return None
+    from dockyard.runtime.linux.seccomp import Filter
+
+    return Filter(spec_linux["seccomp"])
+
+
+def finish_and_exec(proc: dict[str, Any], path: str, env: dict[str, str], preserve_fds: int = 0,
+                    sec: Filter | None = None) -> NoReturn:
+    """Switch user and capabilities, reset signals, and execve; never returns.
+
+    Without noNewPrivileges the seccomp filter is loaded while we still have CAP_SYS_ADMIN (before
+    the user switch); with it, as late as possible, right before execve (runc's order).
+    """
     close_extra_fds(preserve_fds)
+    nnp = bool(proc.get("noNewPrivileges"))
     user = proc.get("user") or {}
     uid, gid = int(user.get("uid", 0)), int(user.get("gid", 0))
     caps = proc.get("capabilities")
@@ -144,6 +162,8 @@ def finish_and_exec(proc: dict[str, Any], path: str, env: dict[str, str], preser
         os.chdir(cwd)
     except OSError as exc:
         raise ProcessError(f"chdir to cwd ({cwd!r}) set in config.json failed: {exc.strerror}") from exc
+    if sec is not None and not nnp:
+        sec.load()
     if caps is not None:
         capabilities.drop_bounding(caps)
         prctl(PR_SET_KEEPCAPS, 1)
@@ -155,7 +175,7 @@ def finish_and_exec(proc: dict[str, Any], path: str, env: dict[str, str], preser
         capabilities.apply(caps)
     if user.get("umask") is not None:
         os.umask(int(user["umask"]))
-    if proc.get("noNewPrivileges"):
+    if nnp:
         prctl(PR_SET_NO_NEW_PRIVS, 1)
     env.setdefault("HOME", _home_of(uid))
     # Python ignores SIGPIPE/SIGXFSZ; ignored dispositions survive execve, so restore defaults
@@ -163,6 +183,8 @@ def finish_and_exec(proc: dict[str, Any], path: str, env: dict[str, str], preser
     for sig in (_signal.SIGPIPE, _signal.SIGXFSZ, _signal.SIGINT, _signal.SIGTERM, _signal.SIGCHLD):
         _signal.signal(sig, _signal.SIG_DFL)
     _signal.pthread_sigmask(_signal.SIG_SETMASK, [])
+    if sec is not None and nnp:
+        sec.load()
     os.execve(path, proc["args"], env)
 
 
@@ -218,8 +240,6 @@ def _init(spec: dict[str, Any], bundle: str, fifo: str, cgroup: Cgroup, sync_w: 
                 raise ProcessError("createRuntime/prestart hooks failed")
             os.close(go_r)
         if all_hooks.get("createContainer"):
-            from dockyard.runtime import hooks
-
             hooks.run("createContainer", all_hooks["createContainer"],
                       hooks.state_doc(container_id, "creating", os.getpid(), bundle,
                                       spec.get("annotations") or {}))
@@ -235,6 +255,8 @@ def _init(spec: dict[str, Any], bundle: str, fifo: str, cgroup: Cgroup, sync_w: 
         if spec.get("domainname"):
             setdomainname(spec["domainname"])
     apply_limits(proc)
+    # compiled (and libseccomp dlopen'ed) while the host's filesystem is still our root
+    sec = compile_seccomp(spec.get("linux") or {})
     rootfs.prepare(spec, rootfs_path, cgroup, before_pivot)
     if proc.get("terminal"):
         if console_fd is None:
@@ -254,12 +276,10 @@ def _init(spec: dict[str, Any], bundle: str, fifo: str, cgroup: Cgroup, sync_w: 
         os.close(wfd)
         os.close(fifo_fd)
         if all_hooks.get("startContainer"):
-            from dockyard.runtime import hooks
-
             hooks.run("startContainer", all_hooks["startContainer"],
                       hooks.state_doc(container_id, "running", os.getpid(), bundle,
                                       spec.get("annotations") or {}))
-        finish_and_exec(proc, path, env, preserve_fds)
+        finish_and_exec(proc, path, env, preserve_fds, sec)
     except BaseException as exc:
         sys.stderr.write(f"dockyard-runtime: {_describe(exc)}\n")
         sys.stderr.flush()
@@ -269,8 +289,11 @@ def _init(spec: dict[str, Any], bundle: str, fifo: str, cgroup: Cgroup, sync_w: 
 # -- exec ---------------------------------------------------------------------------------------
 
 def exec_child(init_pid: int, proc: dict[str, Any], cgroup: Cgroup, sync_w: int,
-               console_fd: int | None, preserve_fds: int = 0) -> NoReturn:
-    """Runs in the child forked by ``exec``: join cgroup + namespaces of the init, fork, exec."""
+               console_fd: int | None, preserve_fds: int = 0, sec: Filter | None = None) -> NoReturn:
+    """Runs in the child forked by ``exec``: join cgroup + namespaces of the init, fork, exec.
+
+    ``sec`` is compiled by the caller before the fork: after setns(mnt) libseccomp cannot be loaded.
+    """
     try:
         cgroup.join(os.getpid())
         namespaces.join_process(init_pid, list(namespaces.NAMESPACES))
@@ -285,7 +308,7 @@ def exec_child(init_pid: int, proc: dict[str, Any], cgroup: Cgroup, sync_w: int,
         apply_limits(proc)
         env = env_dict(proc)
         path = lookpath(proc["args"][0], env)
-        finish_and_exec(proc, path, env, preserve_fds)
+        finish_and_exec(proc, path, env, preserve_fds, sec)
     except BaseException as exc:
         try:
             send(sync_w, error=_describe(exc))

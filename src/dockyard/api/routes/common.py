@@ -1,0 +1,113 @@
+"""Request parsing helpers shared by the route modules (query values, filters, engine calls)."""
+
+from __future__ import annotations
+
+import inspect
+import json
+from collections.abc import AsyncGenerator
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from dockyard.api.validate import decode_json_object
+from dockyard.errors import InvalidArgument
+
+ENGINE: web.AppKey[Any] = web.AppKey("engine", object)
+DATA_ROOT: web.AppKey[Path] = web.AppKey("data_root", Path)
+
+Routes = list[tuple[str, str, Any]]
+
+
+def engine(request: web.Request) -> Any:
+    return request.app[ENGINE]
+
+
+async def call(fn: Any, *args: Any, **kwargs: Any) -> Any:
+    """Call an engine method whether it is sync or async."""
+    result = fn(*args, **kwargs)
+    if inspect.isawaitable(result):
+        result = await result
+    return result
+
+
+async def aiterate(source: Any) -> AsyncGenerator[Any, None]:
+    """Iterate an engine stream (async or sync iterator); closes it when the consumer stops early."""
+    if inspect.isawaitable(source):
+        source = await source
+    if hasattr(source, "__aiter__"):
+        try:
+            async for item in source:
+                yield item
+        finally:
+            aclose = getattr(source, "aclose", None)
+            if aclose is not None:
+                await aclose()
+    else:
+        try:
+            for item in source:
+                yield item
+        finally:
+            close = getattr(source, "close", None)
+            if close is not None:
+                close()
+
+
+def qstr(request: web.Request, name: str, default: str = "") -> str:
+    return request.query.get(name, default)
+
+
+def qbool(request: web.Request, name: str, default: bool = False) -> bool:
+    """Docker's BoolValue: absent → default; "", 0, no, false, none → false; else true."""
+    if name not in request.query:
+        return default
+    return request.query[name].strip().lower() not in ("", "0", "no", "false", "none")
+
+
+def qint(request: web.Request, name: str, default: int) -> int:
+    value = request.query.get(name, "")
+    if value == "":
+        return default
+    try:
+        return int(value)
+    except ValueError as exc:
+        raise InvalidArgument(f"invalid value for {name}: {value!r} is not an integer") from exc
+
+
+def qopt_int(request: web.Request, name: str) -> int | None:
+    return qint(request, name, 0) if request.query.get(name, "") != "" else None
+
+
+def qfilters(request: web.Request) -> dict[str, list[str]]:
+    """Docker filters: ``{"k":["v"]}`` or the legacy ``{"k":{"v":true}}``."""
+    raw = request.query.get("filters", "")
+    if not raw:
+        return {}
+    try:
+        data = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise InvalidArgument(f"invalid filters: {exc}") from exc
+    if not isinstance(data, dict):
+        raise InvalidArgument("invalid filters: expected a JSON object")
+    out: dict[str, list[str]] = {}
+    for key, value in data.items():
+        if isinstance(value, list) and all(isinstance(v, str) for v in value):
+            out[key] = list(value)
+        elif isinstance(value, dict):
+            out[key] = [k for k, on in value.items() if on]
+        else:
+            raise InvalidArgument(f"invalid filter '{key}': expected a list of strings")
+    return out
+
+
+async def body_json(request: web.Request, what: str) -> dict[str, Any]:
+    return decode_json_object(await request.read(), what)
+
+
+def json_response(data: Any, status: int = 200) -> web.Response:
+    return web.Response(status=status, body=json.dumps(data).encode() + b"\n",
+                        content_type="application/json")
+
+
+def no_content() -> web.Response:
+    return web.Response(status=204)

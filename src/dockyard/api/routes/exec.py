@@ -1,0 +1,47 @@
+"""``/containers/{id}/exec`` and ``/exec/{id}/...``."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from dockyard.api import models
+from dockyard.api.routes.common import Routes, body_json, call, engine, json_response, qint
+from dockyard.api.streams import MULTIPLEXED, RAW, hijack, parse_detach_keys, pump
+
+
+async def create(request: web.Request) -> web.Response:
+    config = models.parse_exec(await body_json(request, "exec create body"))
+    exec_id = await call(engine(request).create_exec, request.match_info["id"], config)
+    return json_response({"Id": exec_id}, status=201)
+
+
+async def start(request: web.Request) -> web.StreamResponse:
+    detach, tty = models.parse_exec_start(await body_json(request, "exec start body"))
+    session = await call(engine(request).start_exec, request.match_info["id"], detach)
+    if detach or session is None:
+        return web.Response(status=200)
+    try:
+        conn = await hijack(request, RAW if (tty or getattr(session, "tty", False)) else MULTIPLEXED)
+    except BaseException:
+        await session.close()
+        raise
+    # Docker applies the default detach keys to exec sessions too.
+    await pump(session, conn, parse_detach_keys(""), True)
+    return conn.response
+
+
+async def resize(request: web.Request) -> web.Response:
+    await call(engine(request).resize_exec, request.match_info["id"], qint(request, "h", 0), qint(request, "w", 0))
+    return web.Response(status=200)
+
+
+async def inspect(request: web.Request) -> web.Response:
+    return json_response(models.render_exec(await call(engine(request).exec_inspect, request.match_info["id"])))
+
+
+ROUTES: Routes = [
+    ("POST", "/containers/{id}/exec", create),
+    ("POST", "/exec/{id}/start", start),
+    ("POST", "/exec/{id}/resize", resize),
+    ("GET", "/exec/{id}/json", inspect),
+]

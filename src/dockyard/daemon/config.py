@@ -1,0 +1,245 @@
+"""``dockyardd`` configuration: flags, the JSON config file (daemon.json style), and their merge."""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import json
+import re
+import shutil
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from dockyard.errors import InvalidArgument
+
+DEFAULT_HOST = "unix:///run/dockyard/dockyard.sock"
+DEFAULT_DATA_ROOT = "/var/lib/dockyard"
+DEFAULT_EXEC_ROOT = "/run/dockyard"
+DEFAULT_RUNTIME = "dockyard-runtime"
+LOG_LEVELS = ("debug", "info", "warn", "error", "fatal")
+
+# config-file key → argparse dest; everything else in the file is refused.
+_FILE_KEYS = {
+    "hosts": "hosts", "data-root": "data_root", "exec-root": "exec_root", "pidfile": "pidfile",
+    "default-runtime": "default_runtime", "runtimes": "runtimes", "log-level": "log_level",
+    "log-opts": "log_opts", "tls": "tls", "tlsverify": "tlsverify", "tlscacert": "tlscacert",
+    "tlscert": "tlscert", "tlskey": "tlskey",
+}
+
+
+@dataclass(frozen=True)
+class Listener:
+    scheme: str        # "unix" | "tcp"
+    address: str       # socket path, or host
+    port: int = 0
+
+    def __str__(self) -> str:
+        return f"unix://{self.address}" if self.scheme == "unix" else f"tcp://{self.address}:{self.port}"
+
+    @property
+    def loopback(self) -> bool:
+        if self.scheme != "tcp":
+            return True
+        if self.address == "localhost":
+            return True
+        try:
+            return ipaddress.ip_address(self.address).is_loopback
+        except ValueError:
+            return False
+
+
+@dataclass
+class DaemonConfig:
+    hosts: list[Listener]
+    data_root: Path
+    exec_root: Path
+    pidfile: Path
+    default_runtime: str
+    runtimes: dict[str, str]
+    log_level: str = "info"
+    log_max_size: int = 20 * 1000 * 1000
+    log_max_file: int = 5
+    tls: bool = False
+    tlsverify: bool = False
+    tlscacert: str = ""
+    tlscert: str = ""
+    tlskey: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def parse_host(spec: str, tls: bool) -> Listener:
+    if spec.startswith("fd://"):
+        raise InvalidArgument(f"invalid host {spec!r}: fd:// (socket activation) is not supported yet")
+    if spec.startswith("unix://"):
+        path = spec[len("unix://"):] or DEFAULT_HOST[len("unix://"):]
+        if not path.startswith("/"):
+            raise InvalidArgument(f"invalid host {spec!r}: unix socket path must be absolute")
+        return Listener("unix", path)
+    if spec.startswith("tcp://"):
+        parts = urlsplit(spec)
+        try:
+            port = parts.port
+        except ValueError as exc:
+            raise InvalidArgument(f"invalid host {spec!r}: bad port") from exc
+        if parts.path not in ("", "/"):
+            raise InvalidArgument(f"invalid host {spec!r}: a tcp host takes no path")
+        return Listener("tcp", parts.hostname or "0.0.0.0", port or (2376 if tls else 2375))
+    raise InvalidArgument(f"invalid host {spec!r}: expected unix://PATH or tcp://HOST:PORT")
+
+
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b)?\s*$", re.IGNORECASE)
+
+
+def parse_size(value: str, what: str) -> int:
+    """go-units RAMInBytes: 10m = 10 MiB."""
+    m = _SIZE.match(value)
+    if not m:
+        raise InvalidArgument(f"invalid {what}: {value!r} (expected a size such as 10m)")
+    mult = 1024 ** " kmgt".index(m.group(2).lower() or " ")
+    return int(float(m.group(1)) * mult)
+
+
+def builtin_runtimes() -> dict[str, str]:
+    return {
+        "dockyard-runtime": str(Path(sys.executable).parent / "dockyard-runtime"),
+        "runc": shutil.which("runc") or "runc",
+    }
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="dockyardd", description="dockyard daemon (Docker Engine API)")
+    p.add_argument("-H", "--host", dest="hosts", action="append", help="listen address (repeatable)")
+    p.add_argument("--data-root", dest="data_root")
+    p.add_argument("--exec-root", dest="exec_root")
+    p.add_argument("-p", "--pidfile", dest="pidfile")
+    p.add_argument("--default-runtime", dest="default_runtime")
+    p.add_argument("--add-runtime", dest="runtimes", action="append", metavar="NAME=PATH")
+    p.add_argument("-l", "--log-level", dest="log_level", choices=LOG_LEVELS)
+    p.add_argument("--log-opt", dest="log_opts", action="append", metavar="KEY=VALUE")
+    p.add_argument("--config-file", dest="config_file")
+    p.add_argument("--tls", dest="tls", action="store_const", const=True)
+    p.add_argument("--tlsverify", dest="tlsverify", action="store_const", const=True)
+    p.add_argument("--tlscacert", dest="tlscacert")
+    p.add_argument("--tlscert", dest="tlscert")
+    p.add_argument("--tlskey", dest="tlskey")
+    return p
+
+
+def _pairs(items: list[str], what: str) -> dict[str, str]:
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise InvalidArgument(f"invalid {what} {item!r}: expected KEY=VALUE")
+        out[key] = value
+    return out
+
+
+def _read_file(path: str) -> dict[str, Any]:
+    try:
+        data = json.loads(Path(path).read_text())
+    except OSError as exc:
+        raise InvalidArgument(f"unable to read config file {path}: {exc.strerror}") from exc
+    except json.JSONDecodeError as exc:
+        raise InvalidArgument(f"invalid config file {path}: {exc}") from exc
+    if not isinstance(data, dict):
+        raise InvalidArgument(f"invalid config file {path}: expected a JSON object")
+    unknown = sorted(k for k in data if k not in _FILE_KEYS)
+    if unknown:
+        raise InvalidArgument("the following directives don't match any configuration option: " + ", ".join(unknown))
+    return data
+
+
+def _file_value(key: str, value: Any) -> Any:
+    """Normalise a config-file value into the flag representation (type-checked)."""
+    def bad(expected: str) -> InvalidArgument:
+        return InvalidArgument(f"invalid config file value for {key!r}: expected {expected}")
+    if key == "hosts":
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise bad("an array of strings")
+        return value
+    if key == "runtimes":
+        if not isinstance(value, dict):
+            raise bad("an object of {name: {\"path\": ...}}")
+        out = []
+        for name, spec in value.items():
+            if not isinstance(spec, dict) or not isinstance(spec.get("path"), str):
+                raise InvalidArgument(f"invalid config file value for runtime {name!r}: expected {{\"path\": \"...\"}}")
+            out.append(f"{name}={spec['path']}")
+        return out
+    if key == "log-opts":
+        if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+            raise bad("an object of strings")
+        return [f"{k}={v}" for k, v in value.items()]
+    if key in ("tls", "tlsverify"):
+        if not isinstance(value, bool):
+            raise bad("a boolean")
+        return value
+    if not isinstance(value, str):
+        raise bad("a string")
+    if key == "log-level" and value not in LOG_LEVELS:
+        raise InvalidArgument(f"invalid log level {value!r}: expected one of {', '.join(LOG_LEVELS)}")
+    return value
+
+
+def load_config(argv: list[str]) -> DaemonConfig:
+    """Parse flags, merge the config file (a key set in both is refused, as dockerd does), validate."""
+    args = vars(build_parser().parse_args(argv))
+    config_file = args.pop("config_file")
+    if config_file:
+        conflicts = []
+        for key, value in _read_file(config_file).items():
+            dest = _FILE_KEYS[key]
+            normalised = _file_value(key, value)
+            if args.get(dest) is not None:
+                conflicts.append(f"{key}: (from flag: {args[dest]}, from file: {value})")
+            else:
+                args[dest] = normalised
+        if conflicts:
+            raise InvalidArgument("the following directives are specified both as a flag and in the "
+                                  "configuration file: " + ", ".join(conflicts))
+    tls = bool(args["tls"] or args["tlsverify"])
+    hosts = [parse_host(h, tls) for h in (args["hosts"] or [DEFAULT_HOST])]
+    exec_root = Path(args["exec_root"] or DEFAULT_EXEC_ROOT)
+    runtimes = builtin_runtimes()
+    for name, path in _pairs(args["runtimes"] or [], "runtime").items():
+        if name in runtimes:
+            raise InvalidArgument(f"runtime name {name!r} is reserved")
+        runtimes[name] = path
+    default_runtime = args["default_runtime"] or DEFAULT_RUNTIME
+    if default_runtime not in runtimes:
+        raise InvalidArgument(f"specified default runtime {default_runtime!r} does not exist")
+    log_opts = _pairs(args["log_opts"] or [], "log-opt")
+    unknown = sorted(set(log_opts) - {"max-size", "max-file"})
+    if unknown:
+        raise InvalidArgument(f"unknown log opt {unknown[0]!r} for json-file log driver")
+    max_file = log_opts.get("max-file", "5")
+    if not max_file.isdigit() or int(max_file) < 1:
+        raise InvalidArgument(f"invalid max-file {max_file!r}: expected a positive integer")
+    cfg = DaemonConfig(
+        hosts=hosts, data_root=Path(args["data_root"] or DEFAULT_DATA_ROOT), exec_root=exec_root,
+        pidfile=Path(args["pidfile"] or exec_root / "dockyardd.pid"), default_runtime=default_runtime,
+        runtimes=runtimes, log_level=args["log_level"] or "info",
+        log_max_size=parse_size(log_opts["max-size"], "max-size") if "max-size" in log_opts else 20 * 1000 * 1000,
+        log_max_file=int(max_file), tls=tls, tlsverify=bool(args["tlsverify"]),
+        tlscacert=args["tlscacert"] or "", tlscert=args["tlscert"] or "", tlskey=args["tlskey"] or "",
+    )
+    check_tls(cfg)
+    return cfg
+
+
+def check_tls(cfg: DaemonConfig) -> None:
+    """Off-loopback TCP without client-certificate TLS hands root to anyone who can connect."""
+    secured = cfg.tlsverify and cfg.tlscacert and cfg.tlscert and cfg.tlskey
+    for host in cfg.hosts:
+        if host.scheme == "tcp" and not host.loopback and not secured:
+            raise InvalidArgument(
+                f"refusing to listen on {host} without TLS: anyone who can reach it gets root on this host; "
+                "pass --tlsverify --tlscacert --tlscert --tlskey or listen on 127.0.0.1")
+    if cfg.tls and not (cfg.tlscert and cfg.tlskey):
+        raise InvalidArgument("--tls/--tlsverify need --tlscert and --tlskey")
+    if cfg.tlsverify and not cfg.tlscacert:
+        raise InvalidArgument("--tlsverify needs --tlscacert")

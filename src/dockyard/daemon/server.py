@@ -1,0 +1,149 @@
+"""Runs the daemon: data-root lock, engine, listeners, pidfile, signal-driven clean shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import logging
+import os
+import signal
+import socket
+import ssl
+from pathlib import Path
+
+from aiohttp import web
+
+from dockyard.api.app import build_app
+from dockyard.daemon.config import DaemonConfig, Listener
+from dockyard.errors import FailedPrecondition, InvalidArgument
+
+log = logging.getLogger("dockyard.daemon")
+
+
+class DataRootLock:
+    """flock on ``<data-root>/dockyardd.lock`` holding our pid: one daemon per data root."""
+
+    def __init__(self, data_root: Path) -> None:
+        self.path = data_root / "dockyardd.lock"
+        self.data_root = data_root
+        self.fd = -1
+
+    def acquire(self) -> None:
+        self.data_root.mkdir(parents=True, exist_ok=True, mode=0o710)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+            os.close(fd)
+            raise FailedPrecondition(
+                f"another dockyardd (pid {holder}) is using data root {self.data_root}") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self.fd = fd
+
+    def release(self) -> None:
+        if self.fd >= 0:
+            os.ftruncate(self.fd, 0)
+            os.close(self.fd)  # closing drops the flock
+            self.fd = -1
+
+
+def ssl_context(cfg: DaemonConfig) -> ssl.SSLContext | None:
+    if not cfg.tls:
+        return None
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        ctx.load_cert_chain(cfg.tlscert, cfg.tlskey)
+        if cfg.tlsverify:
+            ctx.load_verify_locations(cfg.tlscacert)
+            ctx.verify_mode = ssl.CERT_REQUIRED
+    except (OSError, ssl.SSLError) as exc:
+        raise InvalidArgument(f"could not load TLS material: {exc}") from exc
+    return ctx
+
+
+def _prepare_unix_path(path: Path) -> None:
+    """Create the socket's parent (0711) and clear a stale socket, but never steal a live one."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o711)
+    if path.exists() or path.is_symlink():
+        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            probe.connect(str(path))
+        except OSError:
+            path.unlink()
+        else:
+            raise FailedPrecondition(f"socket {path} is in use by another process")
+        finally:
+            probe.close()
+
+
+def write_pidfile(path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o711)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(f"{os.getpid()}\n")
+    os.replace(tmp, path)
+
+
+async def serve(cfg: DaemonConfig) -> None:
+    """Run until SIGTERM/SIGINT. Containers keep running after we return (live restore)."""
+    from dockyard.engine.engine import Engine, EngineConfig
+
+    lock = DataRootLock(cfg.data_root)
+    lock.acquire()
+    created: list[Path] = []
+    try:
+        ctx = ssl_context(cfg)
+        engine = await Engine.open(EngineConfig(
+            data_root=cfg.data_root, exec_root=cfg.exec_root, default_runtime=cfg.default_runtime,
+            runtimes=dict(cfg.runtimes), log_max_size=cfg.log_max_size, log_max_file=cfg.log_max_file))
+        try:
+            runner = web.AppRunner(build_app(engine, cfg.data_root), handler_cancellation=True,
+                                   shutdown_timeout=2.0, access_log=None)
+            await runner.setup()
+            try:
+                # The engine is open before any socket exists: a connect succeeds only when ready.
+                for host in cfg.hosts:
+                    created += await _listen(runner, host, ctx)
+                write_pidfile(cfg.pidfile)
+                created.append(cfg.pidfile)
+                log.info("API listen on %s", ", ".join(str(h) for h in cfg.hosts))
+                await _wait_for_signal()
+                log.info("shutting down: containers keep running")
+            finally:
+                await runner.cleanup()
+        finally:
+            await engine.close()
+    finally:
+        for path in created:
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+        lock.release()
+
+
+async def _listen(runner: web.AppRunner, host: Listener, ctx: ssl.SSLContext | None) -> list[Path]:
+    if host.scheme == "unix":
+        path = Path(host.address)
+        _prepare_unix_path(path)
+        old = os.umask(0o117)  # born 0660: never world-connectable, even for an instant
+        try:
+            await web.UnixSite(runner, str(path)).start()
+        finally:
+            os.umask(old)
+        os.chmod(path, 0o660)
+        return [path]
+    await web.TCPSite(runner, host.address, host.port, ssl_context=ctx).start()
+    return []
+
+
+async def _wait_for_signal() -> None:
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)

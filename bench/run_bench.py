@@ -31,9 +31,8 @@ ROOT = HERE.parent
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "src"))
 
-from dockyard.client.busybox import busybox_archive  # noqa: E402
-
-from conftest import LiveDaemon, start_daemon, stop_daemon  # noqa: E402
+from conftest import LiveDaemon, start_daemon, stop_daemon, unmount_under  # noqa: E402
+from dockyard.client.busybox import build_archive  # noqa: E402
 
 BIN = Path(sys.executable).parent
 
@@ -64,10 +63,49 @@ def make_runc_bundle(base: Path) -> Path:
     return bundle
 
 
-def docker_engine_up(cli: str) -> bool:
-    if not shutil.which(cli):
+class PrivateDockerd:
+    """Debian's dockerd on a private socket, data root and exec root; never the system daemon."""
+
+    def __init__(self, base: Path) -> None:
+        self.base = base
+        self.sock = Path(f"/run/dybench-dockerd-{uuid.uuid4().hex[:6]}.sock")
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith("DOCKER_")}
+        self.env["DOCKER_HOST"] = f"unix://{self.sock}"
+        self.env["DOCKER_CONFIG"] = str(base / "docker-config")
+        self.exec_root = Path(f"/run/dybench-dockerd-exec-{uuid.uuid4().hex[:6]}")
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> bool:
+        log = open(self.base / "dockerd.log", "wb")  # noqa: SIM115 - lives as long as dockerd
+        self.proc = subprocess.Popen(
+            ["dockerd", "-H", f"unix://{self.sock}", "--data-root", str(self.base / "data"),
+             "--exec-root", str(self.exec_root), "--pidfile", str(self.base / "dockerd.pid"),
+             "--bridge=none", "--iptables=false", "--ip-masq=false"],
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if subprocess.run(["docker", "info"], capture_output=True, env=self.env).returncode == 0:
+                return True
+            if self.proc.poll() is not None:
+                return False
+            time.sleep(0.25)
         return False
-    return subprocess.run([cli, "info"], capture_output=True, timeout=20).returncode == 0
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            ids = subprocess.run(["docker", "ps", "-aq"], capture_output=True, env=self.env).stdout.split()
+            if ids:
+                subprocess.run(["docker", "rm", "-f", *[i.decode() for i in ids]], capture_output=True,
+                               env=self.env)
+            self.proc.terminate()
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+        unmount_under(self.base)
+        unmount_under(self.exec_root)
+        shutil.rmtree(self.exec_root, ignore_errors=True)
+        self.sock.unlink(missing_ok=True)
 
 
 def summarize(samples: list[float]) -> dict[str, float]:
@@ -80,8 +118,9 @@ def main() -> int:
     args = ap.parse_args()
     base = Path(tempfile.mkdtemp(prefix="dybench-"))
     archive = base / "busybox.tar"
-    archive.write_bytes(busybox_archive("busybox:latest"))
+    archive.write_bytes(build_archive(tag="busybox:latest"))
     daemon: LiveDaemon = start_daemon(base / "dockyardd")
+    dockerd: PrivateDockerd | None = None
     cases: dict[str, Callable[[], object]] = {}
     try:
         daemon.cli("load", "-i", str(archive))
@@ -99,12 +138,21 @@ def main() -> int:
             env["DOCKER_CONFIG"] = str(base / "docker-config")
             cases["docker CLI → dockyardd run --rm"] = lambda: run(
                 ["docker", "run", "--rm", "busybox", "true"], env=env)
-        for peer in ("docker", "podman"):
-            if docker_engine_up(peer):
-                run([peer, "load", "-i", str(archive)])
-                cases[f"{peer} run --rm busybox true"] = (
-                    lambda p=peer: run([p, "run", "--rm", "--network", "none", "busybox", "true"]))
-
+        if shutil.which("dockerd") and shutil.which("docker"):
+            dockerd = PrivateDockerd(base / "dockerd")
+            dockerd.base.mkdir()
+            if dockerd.start():
+                run(["docker", "load", "-i", str(archive)], env=dockerd.env)
+                cases["dockerd: docker run --rm busybox true"] = lambda: run(
+                    ["docker", "run", "--rm", "--network", "none", "busybox", "true"], env=dockerd.env)
+            else:
+                print("dockerd did not start; Docker is left out", file=sys.stderr)
+        if shutil.which("podman"):
+            pbase = base / "podman"
+            popts = ["--root", str(pbase / "root"), "--runroot", f"/run/dybench-podman-{uuid.uuid4().hex[:6]}"]
+            run(["podman", *popts, "load", "-i", str(archive)])
+            cases["podman run --rm busybox true"] = lambda: run(
+                ["podman", *popts, "run", "--rm", "--network", "none", "busybox", "true"])
         for fn in cases.values():  # warm-up
             fn()
         samples: dict[str, list[float]] = {name: [] for name in cases}
@@ -113,6 +161,8 @@ def main() -> int:
                 samples[name].append(timed(fn))
     finally:
         stop_daemon(daemon)
+        if dockerd is not None:
+            dockerd.stop()
         shutil.rmtree(base, ignore_errors=True)
 
     stats = {name: summarize(s) for name, s in samples.items()}

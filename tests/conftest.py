@@ -103,8 +103,8 @@ def stop_daemon(d: LiveDaemon) -> None:
             d.proc.kill()
             d.proc.wait()
     _kill_leftover_shims(d.exec_root)
-    _unmount_under(d.data_root)
-    _unmount_under(d.exec_root)
+    unmount_under(d.data_root)
+    unmount_under(d.exec_root)
     shutil.rmtree(d.exec_root, ignore_errors=True)
     shutil.rmtree(d.data_root, ignore_errors=True)
 
@@ -122,7 +122,7 @@ def _kill_leftover_shims(exec_root: Path) -> None:
             pass
 
 
-def _unmount_under(root: Path) -> None:
+def unmount_under(root: Path) -> None:
     prefix = str(root)
     with open("/proc/self/mountinfo") as f:
         targets = [line.split()[4] for line in f]

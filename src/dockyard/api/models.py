@@ -373,7 +373,7 @@ def render_inspect(rec: ContainerRecord) -> dict[str, Any]:
 
 
 def _graph_data(rec: ContainerRecord) -> dict[str, str] | None:
-    return {"MergedDir": rec.rootfs} if rec.rootfs else None
+    return dict(rec.graph_driver_data) or None
 
 
 def _command(rec: ContainerRecord) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Mapping
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from dockyard.cli.gotemplate import Template, expand_escapes, go_json
@@ -144,7 +144,7 @@ def go_time(ts: float) -> str:
 def rfc3339(ts: float) -> str:
     """RFC3339 in local time as Go prints it (``Z`` for UTC)."""
     dt = datetime.fromtimestamp(ts).astimezone()
-    if dt.utcoffset() == timezone.utc.utcoffset(None):
+    if dt.utcoffset() == UTC.utcoffset(None):
         return dt.strftime("%Y-%m-%dT%H:%M:%SZ")
     s = dt.strftime("%Y-%m-%dT%H:%M:%S%z")
     return s[:-2] + ":" + s[-2:]
@@ -236,7 +236,7 @@ class _HeaderMap(dict[str, str]):
     def __init__(self, headers: Mapping[str, str]) -> None:
         super().__init__(headers)
 
-    def get(self, key: str, default: Any = None) -> str:  # type: ignore[override]
+    def get(self, key: str, default: Any = None) -> str:
         return super().get(key, key.upper())
 
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 import json as _json
 import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 from dockyard.errors import InvalidArgument
@@ -50,10 +49,11 @@ _TOKEN_RE = re.compile(
 )
 
 
-@dataclass
 class Tok:
-    kind: str
-    text: str
+    __slots__ = ("kind", "text")
+
+    def __init__(self, kind: str, text: str) -> None:
+        self.kind, self.text = kind, text
 
 
 def _tokenize(src: str) -> list[Tok]:
@@ -76,31 +76,32 @@ def _tokenize(src: str) -> list[Tok]:
     return toks
 
 
-@dataclass
+# Plain classes rather than dataclasses: importing dataclasses costs ~8 ms of CLI start-up.
 class Operand:
-    kind: str  # field | var | str | num | bool | nil | ident | pipe
-    value: Any
-    chain: tuple[str, ...] = ()
+    def __init__(self, kind: str, value: Any, chain: tuple[str, ...] = ()) -> None:
+        self.kind = kind  # field | var | str | num | bool | nil | ident | pipe
+        self.value = value
+        self.chain = chain
 
 
-@dataclass
 class Command:
-    args: list[Operand]
+    def __init__(self, args: list[Operand]) -> None:
+        self.args = args
 
 
-@dataclass
 class Pipeline:
-    decl: list[str]
-    cmds: list[Command]
+    def __init__(self, decl: list[str], cmds: list[Command]) -> None:
+        self.decl = decl
+        self.cmds = cmds
 
 
-@dataclass
 class Node:
-    kind: str  # text | action | if | range | with
-    text: str = ""
-    pipe: Pipeline | None = None
-    body: list[Node] = field(default_factory=list)
-    else_body: list[Node] = field(default_factory=list)
+    def __init__(self, kind: str, text: str = "", pipe: Pipeline | None = None) -> None:
+        self.kind = kind  # text | action | if | range | with
+        self.text = text
+        self.pipe = pipe
+        self.body: list[Node] = []
+        self.else_body: list[Node] = []
 
 
 class _Parser:

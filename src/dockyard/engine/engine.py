@@ -143,7 +143,25 @@ class Engine:
         return recs
 
     def get_container(self, ref: str) -> ContainerRecord:
-        return self.store.get(ref)
+        rec = self.store.get(ref)
+        rec.graph_driver_data = self._graph_driver_data(rec)
+        return rec
+
+    def _graph_driver_data(self, rec: ContainerRecord) -> dict[str, str]:
+        """overlay2's GraphDriver.Data as Docker reports it, from the container's snapshot mounts."""
+        if not rec.snapshot_key or not self.snapshots.exists(rec.snapshot_key):
+            return {}
+        data: dict[str, str] = {"MergedDir": str(Path(rec.bundle) / "rootfs")}
+        for mount in self.snapshots.mounts(rec.snapshot_key):
+            if mount.type != "overlay":
+                data["UpperDir"] = mount.source
+                continue
+            for opt in mount.options:
+                key, _, value = opt.partition("=")
+                name = {"lowerdir": "LowerDir", "upperdir": "UpperDir", "workdir": "WorkDir"}.get(key)
+                if name:
+                    data[name] = value
+        return data
 
     async def start_container(self, ref: str) -> None:
         await self.containers.start(ref)

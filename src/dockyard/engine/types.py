@@ -183,6 +183,8 @@ class ContainerRecord:
     ip_address: str = ""
     exec_ids: list[str] = field(default_factory=list)
     manually_stopped: bool = False
+    # Docker's GraphDriver.Data (LowerDir/UpperDir/WorkDir/MergedDir); filled by Engine.get_container.
+    graph_driver_data: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass

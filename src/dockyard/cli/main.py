@@ -1,0 +1,366 @@
+"""``dockyard``: Docker's CLI over the Docker Engine API. Entry point and argument parsing."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from dockyard import errors
+
+Handler = Callable[[Any, argparse.Namespace], int]
+
+
+def _lazy(module: str, name: str) -> Handler:
+    def call(c: Any, a: argparse.Namespace) -> int:
+        import importlib
+        return int(getattr(importlib.import_module(f"dockyard.cli.{module}"), name)(c, a))
+    return call
+
+
+def _ps(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-a", "--all", action="store_true")
+    p.add_argument("-q", "--quiet", action="store_true")
+    p.add_argument("-n", "--last", type=int, default=-1)
+    p.add_argument("-l", "--latest", action="store_true")
+    p.add_argument("-f", "--filter", action="append", default=[])
+    p.add_argument("--format")
+    p.add_argument("--no-trunc", action="store_true")
+    p.add_argument("-s", "--size", action="store_true")
+    p.set_defaults(fn=_lazy("containers", "cmd_ps"))
+
+
+def _run_like(p: argparse.ArgumentParser, run: bool) -> None:
+    from dockyard.cli.runopts import add_run_flags
+    add_run_flags(p, create=not run)
+    p.add_argument("image")
+    p.add_argument("command", nargs=argparse.REMAINDER)
+
+    def fn(c: Any, a: argparse.Namespace) -> int:
+        from dockyard.cli.containers import create_or_run
+        return create_or_run(c, a, run)
+    p.set_defaults(fn=fn, interspersed=1)
+
+
+def _simple(fn_name: str, op: str | None = None, **flags: Any) -> Callable[[argparse.ArgumentParser], None]:
+    def setup(p: argparse.ArgumentParser) -> None:
+        for flag, kw in flags.items():
+            opts = {k: v for k, v in kw.items() if k != "names"}
+            p.add_argument(*kw["names"], dest=flag, **opts)
+        p.add_argument("containers", nargs="+", metavar="CONTAINER")
+        if op is None:
+            p.set_defaults(fn=_lazy("containers", fn_name))
+            return
+
+        def fn(c: Any, a: argparse.Namespace) -> int:
+            from dockyard.cli.containers import each
+            method = getattr(c, op)
+            kwargs = {k: getattr(a, k) for k in flags}
+            return each(a.containers, lambda r: method(r, **kwargs))
+        p.set_defaults(fn=fn)
+    return setup
+
+
+def _start(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-a", "--attach", action="store_true")
+    p.add_argument("-i", "--interactive", action="store_true")
+    p.add_argument("--detach-keys")
+    p.add_argument("containers", nargs="+", metavar="CONTAINER")
+    p.set_defaults(fn=_lazy("containers", "cmd_start"))
+
+
+def _rm(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-f", "--force", action="store_true")
+    p.add_argument("-v", "--volumes", action="store_true")
+    p.add_argument("-l", "--link", action="store_true")
+    p.add_argument("containers", nargs="+", metavar="CONTAINER")
+
+    def fn(c: Any, a: argparse.Namespace) -> int:
+        from dockyard.cli.containers import each
+        return each(a.containers, lambda r: c.remove(r, a.force, a.volumes))
+    p.set_defaults(fn=fn)
+
+
+def _logs(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-f", "--follow", action="store_true")
+    p.add_argument("-t", "--timestamps", action="store_true")
+    p.add_argument("--since")
+    p.add_argument("--until")
+    p.add_argument("-n", "--tail", default="all")
+    p.add_argument("--details", action="store_true")
+    p.add_argument("container")
+    p.set_defaults(fn=_lazy("containers", "cmd_logs"))
+
+
+def _inspect(kind: str | None) -> Callable[[argparse.ArgumentParser], None]:
+    def setup(p: argparse.ArgumentParser) -> None:
+        p.add_argument("-f", "--format")
+        p.add_argument("-s", "--size", action="store_true")
+        if kind is None:
+            p.add_argument("--type", choices=["container", "image"])
+        p.add_argument("names", nargs="+", metavar="NAME")
+
+        def fn(c: Any, a: argparse.Namespace) -> int:
+            from dockyard.cli.containers import cmd_inspect
+            return cmd_inspect(c, a, kind)
+        p.set_defaults(fn=fn, type=None)
+    return setup
+
+
+def _exec(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-d", "--detach", action="store_true")
+    p.add_argument("-i", "--interactive", action="store_true")
+    p.add_argument("-t", "--tty", action="store_true")
+    p.add_argument("-e", "--env", action="append", default=[])
+    p.add_argument("-u", "--user", default="")
+    p.add_argument("-w", "--workdir", default="")
+    p.add_argument("--privileged", action="store_true")
+    p.add_argument("--detach-keys")
+    p.add_argument("container")
+    p.add_argument("command", nargs=argparse.REMAINDER)
+    p.set_defaults(fn=_lazy("containers", "cmd_exec"), interspersed=1)
+
+
+def _attach(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--no-stdin", action="store_true")
+    p.add_argument("--sig-proxy", default="true")
+    p.add_argument("--detach-keys")
+    p.add_argument("container")
+    p.set_defaults(fn=_lazy("containers", "cmd_attach"))
+
+
+def _top(p: argparse.ArgumentParser) -> None:
+    p.add_argument("container")
+    p.add_argument("ps_args", nargs=argparse.REMAINDER)
+    p.set_defaults(fn=_lazy("containers", "cmd_top"))
+
+
+def _rename(p: argparse.ArgumentParser) -> None:
+    p.add_argument("container")
+    p.add_argument("new_name")
+    p.set_defaults(fn=lambda c, a: c.rename(a.container, a.new_name) or 0)
+
+
+def _update(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-m", "--memory")
+    p.add_argument("--memory-swap")
+    p.add_argument("--cpus")
+    p.add_argument("-c", "--cpu-shares", type=int, default=0)
+    p.add_argument("--cpuset-cpus", default="")
+    p.add_argument("--pids-limit", type=int)
+    p.add_argument("--restart")
+    p.add_argument("containers", nargs="+", metavar="CONTAINER")
+    p.set_defaults(fn=_lazy("containers", "cmd_update"))
+
+
+def _cprune(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-f", "--force", action="store_true")
+    p.add_argument("--filter", action="append", default=[])
+    p.set_defaults(fn=_lazy("containers", "cmd_container_prune"))
+
+
+def _images(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-a", "--all", action="store_true")
+    p.add_argument("-q", "--quiet", action="store_true")
+    p.add_argument("-f", "--filter", action="append", default=[])
+    p.add_argument("--format")
+    p.add_argument("--no-trunc", action="store_true")
+    p.add_argument("--digests", action="store_true")
+    p.add_argument("reference", nargs="?")
+    p.set_defaults(fn=_lazy("images", "cmd_images"))
+
+
+def _rmi(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-f", "--force", action="store_true")
+    p.add_argument("--no-prune", action="store_true")
+    p.add_argument("images", nargs="+", metavar="IMAGE")
+    p.set_defaults(fn=_lazy("images", "cmd_rmi"))
+
+
+def _tag(p: argparse.ArgumentParser) -> None:
+    p.add_argument("source")
+    p.add_argument("target")
+    p.set_defaults(fn=_lazy("images", "cmd_tag"))
+
+
+def _history(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--no-trunc", action="store_true")
+    p.add_argument("-q", "--quiet", action="store_true")
+    p.add_argument("--format")
+    p.add_argument("-H", "--human", default="true", nargs="?", const="true")
+    p.add_argument("image")
+    p.set_defaults(fn=_lazy("images", "cmd_history"))
+
+
+def _load(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-i", "--input")
+    p.add_argument("-q", "--quiet", action="store_true")
+    p.set_defaults(fn=_lazy("images", "cmd_load"))
+
+
+def _save(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-o", "--output")
+    p.add_argument("images", nargs="+", metavar="IMAGE")
+    p.set_defaults(fn=_lazy("images", "cmd_save"))
+
+
+def _import(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-c", "--change", action="append", default=[])
+    p.add_argument("-m", "--message", default="")
+    p.add_argument("file")
+    p.add_argument("reference", nargs="?")
+    p.set_defaults(fn=_lazy("images", "cmd_import"))
+
+
+def _iprune(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-a", "--all", action="store_true")
+    p.add_argument("-f", "--force", action="store_true")
+    p.add_argument("--filter", action="append", default=[])
+    p.set_defaults(fn=_lazy("images", "cmd_image_prune"))
+
+
+def _fmt_only(name: str) -> Callable[[argparse.ArgumentParser], None]:
+    def setup(p: argparse.ArgumentParser) -> None:
+        p.add_argument("-f", "--format")
+        p.set_defaults(fn=_lazy("images", name))
+    return setup
+
+
+def _events(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--since")
+    p.add_argument("--until")
+    p.add_argument("-f", "--filter", action="append", default=[])
+    p.add_argument("--format")
+    p.set_defaults(fn=_lazy("images", "cmd_events"))
+
+
+def _bootstrap(p: argparse.ArgumentParser) -> None:
+    p.add_argument("what", choices=["busybox"])
+    p.add_argument("tag", nargs="?")
+    p.add_argument("--busybox", default="/bin/busybox", help="static busybox binary to use")
+    p.set_defaults(fn=_lazy("images", "cmd_bootstrap"))
+
+
+_sig = {"names": ("-s", "--signal")}
+CONTAINER_CMDS: dict[str, Callable[[argparse.ArgumentParser], None]] = {
+    "run": lambda p: _run_like(p, True),
+    "create": lambda p: _run_like(p, False),
+    "start": _start,
+    "stop": _simple("", "stop", timeout={"names": ("-t", "--timeout", "--time"), "type": int},
+                    signal=dict(_sig)),
+    "restart": _simple("", "restart", timeout={"names": ("-t", "--timeout", "--time"), "type": int},
+                       signal=dict(_sig)),
+    "kill": _simple("", "kill", signal=dict(_sig)),
+    "rm": _rm,
+    "ps": _ps,
+    "logs": _logs,
+    "wait": _simple("cmd_wait"),
+    "exec": _exec,
+    "attach": _attach,
+    "top": _top,
+    "rename": _rename,
+    "pause": _simple("", "pause"),
+    "unpause": _simple("", "unpause"),
+    "update": _update,
+}
+IMAGE_CMDS: dict[str, Callable[[argparse.ArgumentParser], None]] = {
+    "ls": _images, "rm": _rmi, "tag": _tag, "history": _history, "load": _load, "save": _save,
+    "import": _import, "prune": _iprune, "inspect": _inspect("image"),
+}
+TOP_CMDS: dict[str, Callable[[argparse.ArgumentParser], None]] = {
+    **CONTAINER_CMDS, "inspect": _inspect(None), "images": _images, "rmi": _rmi, "tag": _tag,
+    "history": _history, "load": _load, "save": _save, "import": _import,
+    "version": _fmt_only("cmd_version"), "info": _fmt_only("cmd_info"), "events": _events,
+    "bootstrap": _bootstrap,
+}
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The parser; with ``only`` just that command's subparser is built (fast start)."""
+    parser = argparse.ArgumentParser(prog="dockyard", description="A Docker work-alike client.")
+    parser.add_argument("-H", "--host", help="daemon socket: unix:///path or tcp://host:port")
+    parser.add_argument("-D", "--debug", action="store_true")
+    parser.add_argument("-v", "--version", action="store_true", help="print version and exit")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, setup in TOP_CMDS.items():
+        if only is None or only == name:
+            setup(sub.add_parser(name, add_help=name not in ("run", "create")))
+    for group, cmds in (("container", {**CONTAINER_CMDS, "ls": _ps, "inspect": _inspect("container"),
+                                       "prune": _cprune}), ("image", IMAGE_CMDS)):
+        if only is not None and only != group:
+            continue
+        gp = sub.add_parser(group)
+        gsub = gp.add_subparsers(dest="subcommand", metavar="COMMAND", required=True)
+        for name, setup in cmds.items():
+            setup(gsub.add_parser(name, add_help=name not in ("run", "create")))
+    return parser
+
+
+def _split_interspersed(argv: list[str]) -> list[str]:
+    """For run/create/exec stop option parsing at IMAGE/CONTAINER: put '--' before COMMAND."""
+    from dockyard.cli.runopts import split_interspersed
+    i = 0
+    while i < len(argv) and argv[i].startswith("-"):
+        i += 2 if argv[i] in ("-H", "--host") else 1
+    cmd_idx = i
+    if cmd_idx >= len(argv):
+        return argv
+    name = argv[cmd_idx]
+    start = cmd_idx + 1
+    if name in ("container", "image") and start < len(argv):
+        name = argv[start]
+        start += 1
+    if name not in ("run", "create", "exec"):
+        return argv
+    probe = argparse.ArgumentParser(add_help=False)
+    if name == "exec":
+        _exec(probe)
+    else:
+        from dockyard.cli.runopts import add_run_flags
+        add_run_flags(probe, create=name == "create")
+    head, rest = split_interspersed(probe, argv[start:])
+    return argv[:start] + head + (["--", *rest] if rest else [])
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    args = _split_interspersed(args)
+    first = next((x for x in args if not x.startswith("-")), None)
+    parser = build_parser(first if first in TOP_CMDS or first in ("container", "image") else None)
+    a = parser.parse_args(args)
+    if a.version:
+        print("Dockyard version 0.1.0")
+        return 0
+    if not getattr(a, "fn", None):
+        parser.print_help()
+        return 0 if a.command is None else 1
+    try:
+        from dockyard.client.api import Client
+        from dockyard.client.transport import host_from_env
+        client = Client(host_from_env(a.host))
+        return int(a.fn(client, a))
+    except errors.Unavailable as exc:
+        if "Cannot connect" in str(exc):
+            sys.stderr.write(f"{exc}\n")
+        else:
+            sys.stderr.write(f"Error response from daemon: {exc}\n")
+        return 1
+    except errors.InvalidArgument as exc:
+        status = getattr(exc, "status", None)
+        sys.stderr.write(f"Error response from daemon: {exc}\n" if status else f"Error: {exc}\n")
+        return 125 if a.command in ("run", "create") else 1
+    except errors.DockyardError as exc:
+        if getattr(exc, "status", None):
+            sys.stderr.write(f"Error response from daemon: {exc}\n")
+        else:
+            sys.stderr.write(f"Error: {exc}\n")
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,197 @@
+"""``run``/``create`` flags and their translation into the POST /containers/create body,
+field for field what the docker CLI sends."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+from typing import Any
+
+from dockyard.errors import InvalidArgument
+
+_UNITS = {"b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40, "p": 1 << 50}
+
+
+def ram_in_bytes(text: str) -> int:
+    """go-units RAMInBytes: binary units, suffix b/k/m/g/t/p with optional 'b'/'ib'."""
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kmgtpb]?)(?:i?b)?\s*", text.lower())
+    if not m:
+        raise InvalidArgument(f"invalid size: '{text}'")
+    return int(float(m.group(1)) * _UNITS[m.group(2) or "b"])
+
+
+def add_run_flags(p: argparse.ArgumentParser, *, create: bool = False) -> None:
+    if not create:
+        p.add_argument("-d", "--detach", action="store_true")
+        p.add_argument("--sig-proxy", default="true")
+    p.add_argument("-i", "--interactive", action="store_true")
+    p.add_argument("-t", "--tty", action="store_true")
+    p.add_argument("--rm", action="store_true")
+    p.add_argument("--name")
+    p.add_argument("-e", "--env", action="append", default=[])
+    p.add_argument("--env-file", action="append", default=[])
+    p.add_argument("-w", "--workdir", default="")
+    p.add_argument("-u", "--user", default="")
+    p.add_argument("--entrypoint")
+    p.add_argument("-h", "--hostname", default="")
+    p.add_argument("-m", "--memory")
+    p.add_argument("--memory-swap")
+    p.add_argument("--cpus")
+    p.add_argument("-c", "--cpu-shares", type=int, default=0)
+    p.add_argument("--cpuset-cpus", default="")
+    p.add_argument("--pids-limit", type=int)
+    p.add_argument("--init", action="store_true")
+    p.add_argument("--network", "--net", default="default")
+    p.add_argument("--runtime", default="")
+    p.add_argument("-l", "--label", action="append", default=[])
+    p.add_argument("--restart", default="no")
+    p.add_argument("--stop-signal")
+    p.add_argument("--stop-timeout", type=int)
+    p.add_argument("--detach-keys")
+    p.add_argument("-a", "--attach", action="append", default=[])
+    p.add_argument("--help", action="help")
+
+
+def parse_env_file(path: str) -> list[str]:
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except OSError as exc:
+        raise InvalidArgument(f"open {path}: {exc.strerror}") from exc
+    out = []
+    for n, raw in enumerate(text.splitlines(), 1):
+        line = raw.lstrip()
+        if not line or line.startswith("#"):
+            continue
+        key, eq, _ = line.partition("=")
+        if not key or (" " in key.strip() and not eq):
+            raise InvalidArgument(f"invalid environment variable at {path}:{n}: {raw!r}")
+        out.append(_env(line if eq else key))
+    return out
+
+
+def _env(item: str) -> str:
+    # "KEY" without a value takes the value from the client's environment, as docker does
+    if "=" in item:
+        return item
+    return f"{item}={os.environ[item]}" if item in os.environ else item
+
+
+def restart_policy(text: str) -> dict[str, Any]:
+    name, _, count = text.partition(":")
+    if name not in ("no", "always", "unless-stopped", "on-failure", ""):
+        raise InvalidArgument(f"invalid restart policy '{text}'")
+    if count and name != "on-failure":
+        raise InvalidArgument(f"invalid restart policy format: maximum retry count cannot be used with restart policy '{name}'")
+    try:
+        retries = int(count) if count else 0
+    except ValueError as exc:
+        raise InvalidArgument(f"invalid restart policy format: maximum retry count must be an integer: {count}") from exc
+    return {"Name": name or "no", "MaximumRetryCount": retries}
+
+
+def nano_cpus(text: str) -> int:
+    try:
+        value = float(text)
+    except ValueError as exc:
+        raise InvalidArgument(f'invalid argument "{text}" for "--cpus" flag: failed to parse {text} as a rational number') from exc
+    return round(value * 1e9)
+
+
+def labels(items: list[str]) -> dict[str, str]:
+    out = {}
+    for item in items:
+        key, _, value = item.partition("=")
+        out[key] = value
+    return out
+
+
+def create_body(a: argparse.Namespace, image: str, cmd: list[str],
+                console_size: tuple[int, int] | None = None) -> dict[str, Any]:
+    """The exact JSON the docker CLI posts for these flags."""
+    detach = getattr(a, "detach", False)
+    attach = {s.lower() for s in a.attach}
+    bad = attach - {"stdin", "stdout", "stderr"}
+    if bad:
+        raise InvalidArgument(f"invalid argument \"{sorted(bad)[0]}\" for \"-a, --attach\" flag: valid streams are STDIN, STDOUT and STDERR")
+    if detach and attach:
+        raise InvalidArgument("Conflicting options: -a and -d")
+    if a.rm and a.restart not in ("no", ""):
+        raise InvalidArgument("Conflicting options: cannot specify both --restart and --rm")
+    if attach:
+        att_in, att_out, att_err = "stdin" in attach, "stdout" in attach, "stderr" in attach
+    else:
+        att_in, att_out, att_err = (a.interactive and not detach), not detach, not detach
+    env = [e for f in a.env_file for e in parse_env_file(f)] + [_env(e) for e in a.env]
+    host_config: dict[str, Any] = {
+        "NetworkMode": a.network,
+        "RestartPolicy": restart_policy(a.restart),
+        "AutoRemove": a.rm,
+        "Init": True if a.init else None,
+        "Runtime": a.runtime or None,
+        "Memory": ram_in_bytes(a.memory) if a.memory else 0,
+        "MemorySwap": (-1 if a.memory_swap == "-1" else ram_in_bytes(a.memory_swap)) if a.memory_swap else 0,
+        "NanoCpus": nano_cpus(a.cpus) if a.cpus else 0,
+        "CpuShares": a.cpu_shares,
+        "CpusetCpus": a.cpuset_cpus,
+        "PidsLimit": a.pids_limit,
+        "ConsoleSize": list(console_size) if console_size else [0, 0],
+    }
+    body: dict[str, Any] = {
+        "Hostname": a.hostname,
+        "Domainname": "",
+        "User": a.user,
+        "AttachStdin": att_in,
+        "AttachStdout": att_out,
+        "AttachStderr": att_err,
+        "Tty": a.tty,
+        "OpenStdin": a.interactive,
+        "StdinOnce": a.interactive and not detach and att_in,
+        "Env": env,
+        "Cmd": cmd or None,
+        "Image": image,
+        "Volumes": None,
+        "WorkingDir": a.workdir,
+        "Entrypoint": [a.entrypoint] if a.entrypoint is not None else None,
+        "OnBuild": None,
+        "Labels": labels(a.label),
+        "HostConfig": {k: v for k, v in host_config.items() if v is not None},
+        "NetworkingConfig": {"EndpointsConfig": {}},
+    }
+    if a.stop_signal:
+        body["StopSignal"] = a.stop_signal
+    if a.stop_timeout is not None:
+        body["StopTimeout"] = a.stop_timeout
+    return body
+
+
+def split_interspersed(parser: argparse.ArgumentParser, args: list[str], npos: int = 1) -> tuple[
+        list[str], list[str]]:
+    """Split ``[OPTIONS] IMAGE [COMMAND...]``: options stop at the first positional (docker's
+    SetInterspersed(false)). Returns (options + first npos positionals, rest)."""
+    takes_value: set[str] = set()
+    for action in parser._actions:
+        if action.nargs != 0:
+            takes_value.update(action.option_strings)
+    i = 0
+    seen = 0
+    while i < len(args):
+        arg = args[i]
+        if arg == "--":
+            return args[:i] + args[i + 1:i + 1 + npos - seen], args[i + 1 + npos - seen:]
+        if arg.startswith("--") and len(arg) > 2:
+            if "=" not in arg and arg in takes_value:
+                i += 1
+        elif arg.startswith("-") and len(arg) > 1:
+            for k in range(1, len(arg)):
+                if "-" + arg[k] in takes_value:
+                    if k == len(arg) - 1:
+                        i += 1
+                    break
+        else:
+            seen += 1
+            if seen == npos:
+                return args[:i + 1], args[i + 1:]
+        i += 1
+    return args, []

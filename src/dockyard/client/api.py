@@ -1,0 +1,174 @@
+"""Typed-enough Docker Engine API client: one method per endpoint the CLI uses.
+
+Methods return the decoded JSON (Docker's PascalCase shapes) or a streaming ``Response``.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+from collections.abc import Mapping
+from typing import Any, BinaryIO
+from urllib.parse import quote
+
+from dockyard.client.transport import Host, Response, Transport, host_from_env
+
+
+def _filters(filters: Mapping[str, list[str]] | None) -> str | None:
+    if not filters:
+        return None
+    return json.dumps({k: dict.fromkeys(v, True) for k, v in filters.items()})
+
+
+class Client:
+    def __init__(self, host: Host | None = None, timeout: float | None = None) -> None:
+        self.host = host or host_from_env(None)
+        self.t = Transport(self.host, timeout=timeout)
+
+    # ------------------------------------------------------------ system
+    def ping(self) -> str:
+        return self.t.request("GET", "/_ping").read().decode()
+
+    def version(self) -> dict[str, Any]:
+        return self.t.request("GET", "/version").json()
+
+    def info(self) -> dict[str, Any]:
+        return self.t.request("GET", "/info").json()
+
+    def events(self, since: str | None, until: str | None,
+               filters: Mapping[str, list[str]] | None) -> Response:
+        return self.t.request("GET", "/events",
+                              {"since": since, "until": until, "filters": _filters(filters)})
+
+    # ------------------------------------------------------------ containers
+    def create_container(self, body: Mapping[str, Any], name: str | None = None) -> dict[str, Any]:
+        return self.t.request("POST", "/containers/create", {"name": name or None},
+                              body=body).json()
+
+    def list_containers(self, all: bool = False, limit: int | None = None, size: bool = False,
+                        filters: Mapping[str, list[str]] | None = None) -> list[dict[str, Any]]:
+        params = {"all": all or None, "limit": limit, "size": size or None, "filters": _filters(filters)}
+        return self.t.request("GET", "/containers/json", params).json() or []
+
+    def inspect_container(self, ref: str, size: bool = False) -> dict[str, Any]:
+        return self.t.request("GET", f"/containers/{_q(ref)}/json",
+                              {"size": size or None}).json()
+
+    def start(self, ref: str, detach_keys: str | None = None) -> None:
+        self.t.request("POST", f"/containers/{_q(ref)}/start", {"detachKeys": detach_keys}).read()
+
+    def stop(self, ref: str, timeout: int | None = None, signal: str | None = None) -> None:
+        self.t.request("POST", f"/containers/{_q(ref)}/stop", {"t": timeout, "signal": signal}).read()
+
+    def restart(self, ref: str, timeout: int | None = None, signal: str | None = None) -> None:
+        self.t.request("POST", f"/containers/{_q(ref)}/restart", {"t": timeout, "signal": signal}).read()
+
+    def kill(self, ref: str, signal: str | None = None) -> None:
+        self.t.request("POST", f"/containers/{_q(ref)}/kill", {"signal": signal}).read()
+
+    def remove(self, ref: str, force: bool = False, volumes: bool = False) -> None:
+        self.t.request("DELETE", f"/containers/{_q(ref)}", {"force": force or None,
+                                                            "v": volumes or None}).read()
+
+    def wait_send(self, ref: str, condition: str | None = None) -> Any:
+        """Send the wait request now; read it later with ``wait_result``."""
+        conn, _ = self.t.send("POST", f"/containers/{_q(ref)}/wait", {"condition": condition})
+        return conn
+
+    def wait_result(self, conn: Any) -> tuple[int, str | None]:
+        data = self.t.receive(conn).json() or {}
+        err = data.get("Error")
+        msg = err.get("Message") if isinstance(err, dict) else None
+        return int(data.get("StatusCode", 0)), msg or None
+
+    def wait(self, ref: str, condition: str | None = None) -> tuple[int, str | None]:
+        return self.wait_result(self.wait_send(ref, condition))
+
+    def logs(self, ref: str, params: Mapping[str, Any]) -> Response:
+        return self.t.request("GET", f"/containers/{_q(ref)}/logs", params)
+
+    def attach(self, ref: str, stdin: bool, stdout: bool, stderr: bool,
+               detach_keys: str | None = None, logs: bool = False) -> tuple[socket.socket, bytes]:
+        return self.t.hijack(f"/containers/{_q(ref)}/attach", {
+            "stream": True, "stdin": stdin, "stdout": stdout, "stderr": stderr,
+            "detachKeys": detach_keys, "logs": logs or None})
+
+    def resize(self, ref: str, height: int, width: int) -> None:
+        self.t.request("POST", f"/containers/{_q(ref)}/resize", {"h": height, "w": width}).read()
+
+    def top(self, ref: str, ps_args: str | None = None) -> dict[str, Any]:
+        return self.t.request("GET", f"/containers/{_q(ref)}/top",
+                              {"ps_args": ps_args}).json()
+
+    def rename(self, ref: str, name: str) -> None:
+        self.t.request("POST", f"/containers/{_q(ref)}/rename", {"name": name}).read()
+
+    def pause(self, ref: str) -> None:
+        self.t.request("POST", f"/containers/{_q(ref)}/pause").read()
+
+    def unpause(self, ref: str) -> None:
+        self.t.request("POST", f"/containers/{_q(ref)}/unpause").read()
+
+    def update(self, ref: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        return self.t.request("POST", f"/containers/{_q(ref)}/update",
+                              body=body).json() or {}
+
+    def prune_containers(self, filters: Mapping[str, list[str]] | None = None) -> dict[str, Any]:
+        return self.t.request("POST", "/containers/prune",
+                              {"filters": _filters(filters)}).json() or {}
+
+    # ------------------------------------------------------------ exec
+    def exec_create(self, ref: str, body: Mapping[str, Any]) -> str:
+        return str(self.t.request("POST", f"/containers/{_q(ref)}/exec", body=body).json()["Id"])
+
+    def exec_start_detached(self, exec_id: str, body: Mapping[str, Any]) -> None:
+        self.t.request("POST", f"/exec/{_q(exec_id)}/start", body=body).read()
+
+    def exec_start(self, exec_id: str, body: Mapping[str, Any]) -> tuple[socket.socket, bytes]:
+        return self.t.hijack(f"/exec/{_q(exec_id)}/start", body=body)
+
+    def exec_inspect(self, exec_id: str) -> dict[str, Any]:
+        return self.t.request("GET", f"/exec/{_q(exec_id)}/json").json()
+
+    def exec_resize(self, exec_id: str, height: int, width: int) -> None:
+        self.t.request("POST", f"/exec/{_q(exec_id)}/resize", {"h": height, "w": width}).read()
+
+    # ------------------------------------------------------------ images
+    def list_images(self, all: bool = False, digests: bool = False,
+                    filters: Mapping[str, list[str]] | None = None) -> list[dict[str, Any]]:
+        params = {"all": all or None, "digests": digests or None, "filters": _filters(filters)}
+        return self.t.request("GET", "/images/json", params).json() or []
+
+    def inspect_image(self, name: str) -> dict[str, Any]:
+        return self.t.request("GET", f"/images/{_q(name)}/json").json()
+
+    def history(self, name: str) -> list[dict[str, Any]]:
+        return self.t.request("GET", f"/images/{_q(name)}/history").json() or []
+
+    def tag(self, name: str, repo: str, tag: str | None) -> None:
+        self.t.request("POST", f"/images/{_q(name)}/tag", {"repo": repo, "tag": tag}).read()
+
+    def remove_image(self, name: str, force: bool = False, noprune: bool = False) -> list[dict[str, Any]]:
+        return self.t.request("DELETE", f"/images/{_q(name)}",
+                              {"force": force or None, "noprune": noprune or None}).json() or []
+
+    def prune_images(self, filters: Mapping[str, list[str]] | None = None) -> dict[str, Any]:
+        return self.t.request("POST", "/images/prune",
+                              {"filters": _filters(filters)}).json() or {}
+
+    def load(self, src: BinaryIO | bytes, quiet: bool = False) -> Response:
+        return self.t.request("POST", "/images/load", {"quiet": quiet}, body=src)
+
+    def save(self, names: list[str]) -> Response:
+        return self.t.request("GET", "/images/get", {"names": names})
+
+    def import_image(self, src: BinaryIO | bytes, repo: str | None, tag: str | None,
+                     changes: list[str], message: str | None) -> Response:
+        params = {"fromSrc": "-", "repo": repo, "tag": tag, "changes": changes or None,
+                  "message": message or None}
+        return self.t.request("POST", "/images/create", params, body=src)
+
+
+def _q(part: str) -> str:
+    # keep ':' '/' '@' literal in paths (image references), as the docker CLI sends them
+    return quote(part, safe=":/@")

@@ -1,0 +1,309 @@
+"""HTTP over the daemon's socket (unix or tcp) with stdlib http.client; hijacked connections.
+
+Error mapping: a refused/missing socket raises ``Unavailable`` with Docker's "Cannot connect"
+text; an API error status raises the ``dockyard.errors`` category for that status, with the
+daemon's ``message`` and the HTTP status kept on the exception as ``.status``.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import socket
+from collections.abc import Iterator, Mapping
+from typing import Any, NamedTuple
+from urllib.parse import quote, urlencode
+
+from dockyard import errors
+
+API_VERSION = "1.45"
+DEFAULT_HOST = "unix:///run/dockyard/dockyard.sock"
+USER_AGENT = "dockyard-cli/0.1"
+
+_STATUS_ERRORS: dict[int, type[errors.DockyardError]] = {
+    304: errors.NotModified,
+    400: errors.InvalidArgument,
+    403: errors.PermissionDenied,
+    404: errors.NotFound,
+    409: errors.Conflict,
+    412: errors.FailedPrecondition,
+    503: errors.Unavailable,
+}
+
+
+def api_error(status: int, message: str) -> errors.DockyardError:
+    """The error category for an HTTP status, carrying ``.status``."""
+    cls = _STATUS_ERRORS.get(status, errors.Internal)
+    err = cls(message)
+    err.status = status  # type: ignore[attr-defined]
+    return err
+
+
+class DaemonUnreachable(errors.Unavailable):
+    """The daemon socket is not there or refuses connections."""
+
+
+class Host(NamedTuple):
+    scheme: str  # "unix" | "tcp"
+    address: str  # socket path, or host
+    port: int = 0
+
+    @property
+    def url(self) -> str:
+        return f"unix://{self.address}" if self.scheme == "unix" else f"tcp://{self.address}:{self.port}"
+
+
+def parse_host(text: str) -> Host:
+    """``unix:///path``, ``tcp://host:port`` (``http://`` accepted as tcp)."""
+    if text.startswith("unix://"):
+        path = text[len("unix://"):]
+        if not path.startswith("/"):
+            raise errors.InvalidArgument(f"invalid host {text!r}: unix socket path must be absolute")
+        return Host("unix", path)
+    for prefix in ("tcp://", "http://"):
+        if text.startswith(prefix):
+            hostport = text[len(prefix):].rstrip("/")
+            host, sep, port = hostport.rpartition(":")
+            if not sep or not port.isdigit():
+                raise errors.InvalidArgument(f"invalid host {text!r}: expected tcp://host:port")
+            return Host("tcp", host.strip("[]") or "127.0.0.1", int(port))
+    if text.startswith("/"):
+        return Host("unix", text)
+    raise errors.InvalidArgument(f"invalid host {text!r}: expected unix:///path or tcp://host:port")
+
+
+class UnixHTTPConnection(http.client.HTTPConnection):
+    """HTTPConnection whose transport is an AF_UNIX stream socket."""
+
+    def __init__(self, path: str, timeout: float | None = None) -> None:
+        super().__init__("localhost", timeout=timeout)
+        self.socket_path = path
+
+    def connect(self) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        if self.timeout is not None:
+            sock.settimeout(self.timeout)
+        try:
+            sock.connect(self.socket_path)
+        except OSError:
+            sock.close()
+            raise
+        self.sock = sock
+
+
+class Response:
+    """A response whose status was already checked; body read on demand."""
+
+    def __init__(self, conn: http.client.HTTPConnection, resp: http.client.HTTPResponse) -> None:
+        self.conn = conn
+        self.raw = resp
+        self.status = resp.status
+        self.headers = resp.headers
+
+    def read(self) -> bytes:
+        try:
+            return self.raw.read()
+        finally:
+            self.conn.close()
+
+    def json(self) -> Any:
+        data = self.read()
+        return json.loads(data) if data.strip() else None
+
+    def iter_chunks(self, size: int = 65536) -> Iterator[bytes]:
+        try:
+            while True:
+                chunk = self.raw.read1(size) if hasattr(self.raw, "read1") else self.raw.read(size)
+                if not chunk:
+                    return
+                yield chunk
+        finally:
+            self.conn.close()
+
+    def iter_json(self) -> Iterator[Any]:
+        """Concatenated/newline-separated JSON objects (progress streams, events)."""
+        decoder = json.JSONDecoder()
+        buf = ""
+        for chunk in self.iter_chunks():
+            buf += chunk.decode("utf-8", "replace")
+            while True:
+                buf = buf.lstrip()
+                if not buf:
+                    break
+                try:
+                    obj, end = decoder.raw_decode(buf)
+                except json.JSONDecodeError:
+                    break
+                buf = buf[end:]
+                yield obj
+        if buf.strip():
+            yield json.loads(buf)
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+class Transport:
+    """Issues requests to ``/v1.45/...`` on the daemon."""
+
+    def __init__(self, host: Host, timeout: float | None = None) -> None:
+        self.host = host
+        self.timeout = timeout
+
+    def connection(self) -> http.client.HTTPConnection:
+        if self.host.scheme == "unix":
+            return UnixHTTPConnection(self.host.address, timeout=self.timeout)
+        return http.client.HTTPConnection(self.host.address, self.host.port, timeout=self.timeout)
+
+    def unreachable(self, exc: OSError | None = None) -> DaemonUnreachable:
+        err = DaemonUnreachable(
+            f"Cannot connect to the dockyard daemon at {self.host.url}. Is the daemon running?")
+        if exc is not None:
+            err.__cause__ = exc
+        return err
+
+    @staticmethod
+    def url(path: str, params: Mapping[str, Any] | None = None) -> str:
+        url = f"/v{API_VERSION}{path}"
+        if params:
+            pairs: list[tuple[str, str]] = []
+            for key, value in params.items():
+                if value is None:
+                    continue
+                values = value if isinstance(value, (list, tuple)) else [value]
+                for v in values:
+                    if isinstance(v, bool):
+                        v = "1" if v else "0"
+                    pairs.append((key, str(v)))
+            if pairs:
+                url += "?" + urlencode(pairs, quote_via=quote)
+        return url
+
+    def send(self, method: str, path: str, params: Mapping[str, Any] | None = None,
+             body: Any = None, headers: Mapping[str, str] | None = None) -> tuple[
+                 http.client.HTTPConnection, str]:
+        """Send a request without reading the response (the wait-before-start trick)."""
+        hdrs = {"User-Agent": USER_AGENT, "Host": "api"}
+        data: Any = None
+        if body is not None:
+            if isinstance(body, (bytes, bytearray)) or hasattr(body, "read"):
+                data = body
+                hdrs["Content-Type"] = "application/x-tar"
+            else:
+                data = json.dumps(body).encode()
+                hdrs["Content-Type"] = "application/json"
+        if headers:
+            hdrs.update(headers)
+        if hasattr(data, "read") and "Content-Length" not in hdrs:
+            hdrs["Transfer-Encoding"] = "chunked"
+        conn = self.connection()
+        try:
+            conn.request(method, self.url(path, params), body=data, headers=hdrs,
+                         encode_chunked="Transfer-Encoding" in hdrs)
+        except (FileNotFoundError, ConnectionRefusedError, ConnectionResetError) as exc:
+            conn.close()
+            raise self.unreachable(exc) from exc
+        except OSError as exc:
+            conn.close()
+            if isinstance(exc, socket.gaierror) or exc.errno in (13,):
+                raise self.unreachable(exc) from exc
+            raise errors.Unavailable(f"error during connect: {exc}") from exc
+        return conn, method
+
+    def receive(self, conn: http.client.HTTPConnection) -> Response:
+        try:
+            resp = conn.getresponse()
+        except (ConnectionError, http.client.HTTPException) as exc:
+            conn.close()
+            raise errors.Unavailable(f"error reading response from daemon: {exc}") from exc
+        if resp.status >= 400:
+            data = resp.read()
+            conn.close()
+            raise api_error(resp.status, _error_message(data, resp.status))
+        return Response(conn, resp)
+
+    def request(self, method: str, path: str, params: Mapping[str, Any] | None = None,
+                body: Any = None, headers: Mapping[str, str] | None = None) -> Response:
+        conn, _ = self.send(method, path, params, body, headers)
+        return self.receive(conn)
+
+    def hijack(self, path: str, params: Mapping[str, Any] | None = None, body: Any = None) -> tuple[
+            socket.socket, bytes]:
+        """POST with ``Upgrade: tcp``; returns the raw socket and bytes already read past the
+        headers. Accepts 101 (and 200 from daemons that do not switch protocols)."""
+        if self.host.scheme == "unix":
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            target: Any = self.host.address
+        else:
+            sock = socket.socket(socket.AF_INET6 if ":" in self.host.address else socket.AF_INET)
+            target = (self.host.address, self.host.port)
+        try:
+            sock.connect(target)
+        except OSError as exc:
+            sock.close()
+            raise self.unreachable(exc) from exc
+        data = json.dumps(body).encode() if body is not None else b""
+        head = (f"POST {self.url(path, params)} HTTP/1.1\r\nHost: api\r\nUser-Agent: {USER_AGENT}\r\n"
+                f"Connection: Upgrade\r\nUpgrade: tcp\r\nContent-Type: application/json\r\n"
+                f"Content-Length: {len(data)}\r\n\r\n")
+        sock.sendall(head.encode() + data)
+        buf = b""
+        while b"\r\n\r\n" not in buf:
+            chunk = sock.recv(65536)
+            if not chunk:
+                sock.close()
+                raise errors.Unavailable("daemon closed the connection during attach")
+            buf += chunk
+        header, _, rest = buf.partition(b"\r\n\r\n")
+        lines = header.decode("latin-1").split("\r\n")
+        parts = lines[0].split(" ", 2)
+        status = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 0
+        if status in (101, 200):
+            return sock, rest
+        hdrs = {k.strip().lower(): v.strip() for k, _, v in (ln.partition(":") for ln in lines[1:])}
+        length = int(hdrs.get("content-length", "0") or 0)
+        body_bytes = rest
+        if "chunked" in hdrs.get("transfer-encoding", ""):
+            while not body_bytes.endswith(b"0\r\n\r\n"):
+                chunk = sock.recv(65536)
+                if not chunk:
+                    break
+                body_bytes += chunk
+            body_bytes = _dechunk(body_bytes)
+        else:
+            while len(body_bytes) < length:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    break
+                body_bytes += chunk
+        sock.close()
+        raise api_error(status, _error_message(body_bytes, status))
+
+
+def _dechunk(data: bytes) -> bytes:
+    out = b""
+    while data:
+        size_line, _, data = data.partition(b"\r\n")
+        size = int(size_line.split(b";")[0] or b"0", 16)
+        if size == 0:
+            break
+        out += data[:size]
+        data = data[size + 2:]
+    return out
+
+
+def _error_message(data: bytes, status: int) -> str:
+    try:
+        obj = json.loads(data)
+        if isinstance(obj, dict) and "message" in obj:
+            return str(obj["message"])
+    except ValueError:
+        pass
+    text = data.decode("utf-8", "replace").strip()
+    return text or f"daemon returned HTTP {status}"
+
+
+def host_from_env(flag: str | None) -> Host:
+    """``-H`` flag, else ``DOCKYARD_HOST``, else the default socket."""
+    return parse_host(flag or os.environ.get("DOCKYARD_HOST") or DEFAULT_HOST)

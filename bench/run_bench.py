@@ -28,10 +28,12 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "src"))
 
-from conftest import LiveDaemon, start_daemon, stop_daemon, unmount_under  # noqa: E402
+from tests.cleanup import unmount_under  # noqa: E402
+from tests.conftest import LiveDaemon, start_daemon, stop_daemon  # noqa: E402
+
 from dockyard.client.busybox import build_archive  # noqa: E402
 
 BIN = Path(sys.executable).parent

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.cleanup import kill_processes_naming, unmount_under
+
 BIN = Path(sys.executable).parent
 IS_ROOT = os.geteuid() == 0
 
@@ -102,32 +104,11 @@ def stop_daemon(d: LiveDaemon) -> None:
         except subprocess.TimeoutExpired:
             d.proc.kill()
             d.proc.wait()
-    _kill_leftover_shims(d.exec_root)
+    kill_processes_naming(d.exec_root)
     unmount_under(d.data_root)
     unmount_under(d.exec_root)
     shutil.rmtree(d.exec_root, ignore_errors=True)
     shutil.rmtree(d.data_root, ignore_errors=True)
-
-
-def _kill_leftover_shims(exec_root: Path) -> None:
-    """SIGKILL every process whose command line names this exec root (shims, runtimes)."""
-    needle = str(exec_root).encode()
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            if needle in (entry / "cmdline").read_bytes():
-                os.kill(int(entry.name), signal.SIGKILL)
-        except OSError:
-            pass
-
-
-def unmount_under(root: Path) -> None:
-    prefix = str(root)
-    with open("/proc/self/mountinfo") as f:
-        targets = [line.split()[4] for line in f]
-    for target in sorted((t for t in targets if t.startswith(prefix)), key=len, reverse=True):
-        subprocess.run(["umount", "-l", target], check=False, capture_output=True)
 
 
 @pytest.fixture(scope="session")

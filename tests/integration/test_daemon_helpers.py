@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import http.client
 import json
-import os
 import shutil
 import signal
 import socket
@@ -15,6 +14,8 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from tests.cleanup import kill_processes_naming, unmount_under
 
 DOCKYARDD = str(Path(sys.executable).parent / "dockyardd")
 
@@ -95,17 +96,7 @@ def stop(d: Daemon) -> None:
         except subprocess.TimeoutExpired:
             d.proc.kill()
             d.proc.wait()
-    needle = str(d.exec_root).encode()
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if needle in (entry / "cmdline").read_bytes():
-                    os.kill(int(entry.name), signal.SIGKILL)
-            except OSError:
-                pass
-    with open("/proc/self/mountinfo") as f:
-        targets = [line.split()[4] for line in f]
-    for root in (d.data_root, d.exec_root):
-        for t in sorted((t for t in targets if t.startswith(str(root))), key=len, reverse=True):
-            subprocess.run(["umount", "-l", t], check=False, capture_output=True)
+    kill_processes_naming(d.exec_root)
+    unmount_under(d.data_root)
+    unmount_under(d.exec_root)
     shutil.rmtree(d.exec_root, ignore_errors=True)

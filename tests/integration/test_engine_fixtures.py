@@ -92,10 +92,11 @@ def cgroup_dirs(parent: str, cid: str) -> list[Path]:
 import asyncio  # noqa: E402
 import contextlib  # noqa: E402
 import shutil  # noqa: E402
-import signal  # noqa: E402
 import uuid  # noqa: E402
 from collections.abc import Awaitable, Callable  # noqa: E402
 from typing import Any  # noqa: E402
+
+from tests.cleanup import kill_processes_naming, unmount_under  # noqa: E402
 
 TAG = "busybox:latest"
 
@@ -112,25 +113,6 @@ async def open_engine(base: Path, exec_root: Path, runtime: str) -> Any:
         return engine
     await engine.load_images(archive)
     return engine
-
-
-def kill_leftovers(exec_root: Path) -> None:
-    needle = str(exec_root).encode()
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if needle in (entry / "cmdline").read_bytes():
-                    os.kill(int(entry.name), signal.SIGKILL)
-            except OSError:
-                pass
-
-
-def unmount_under(root: Path) -> None:
-    prefix = str(root) + "/"
-    with open("/proc/self/mountinfo") as f:
-        targets = [line.split()[4] for line in f]
-    for target in sorted((t for t in targets if t.startswith(prefix)), key=len, reverse=True):
-        subprocess.run(["umount", "-l", target], check=False, capture_output=True)
 
 
 def run_with_engine(tmp_path: Path, runtime: str,
@@ -156,7 +138,7 @@ def run_with_engine(tmp_path: Path, runtime: str,
     try:
         asyncio.run(main())
     finally:
-        kill_leftovers(exec_root)
+        kill_processes_naming(exec_root)
         unmount_under(tmp_path)
         ids = [d.name for d in (tmp_path / "data" / "containers").glob("*")] \
             if (tmp_path / "data" / "containers").exists() else []

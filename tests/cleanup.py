@@ -1,0 +1,31 @@
+"""Clean-up helpers every live test uses: kill what a run started, unmount what it mounted."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+from pathlib import Path
+
+
+def kill_processes_naming(path: Path) -> None:
+    """SIGKILL every process whose command line names ``path`` (shims, runtimes, daemons)."""
+    needle = str(path).encode()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if needle in (entry / "cmdline").read_bytes():
+                os.kill(int(entry.name), signal.SIGKILL)
+        except OSError:
+            pass
+
+
+def unmount_under(root: Path) -> None:
+    """Lazily unmount everything mounted at or below ``root``, deepest first."""
+    prefix = str(root)
+    with open("/proc/self/mountinfo") as f:
+        targets = [line.split()[4] for line in f]
+    inside = (t for t in targets if t == prefix or t.startswith(prefix + "/"))
+    for target in sorted(inside, key=len, reverse=True):
+        subprocess.run(["umount", "-l", target], check=False, capture_output=True)

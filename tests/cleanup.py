@@ -9,13 +9,19 @@ from pathlib import Path
 
 
 def kill_processes_naming(path: Path) -> None:
-    """SIGKILL every process whose command line names ``path`` (shims, runtimes, daemons)."""
+    """SIGKILL every process whose command line names ``path`` or whose working directory is
+    under it (shims forked from the daemon's zygote keep the zygote's command line but live in
+    their state dir)."""
     needle = str(path).encode()
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
-            if needle in (entry / "cmdline").read_bytes():
+            cwd = os.readlink(entry / "cwd")
+        except OSError:
+            cwd = ""
+        try:
+            if needle in (entry / "cmdline").read_bytes() or cwd.startswith(str(path) + "/"):
                 os.kill(int(entry.name), signal.SIGKILL)
         except OSError:
             pass

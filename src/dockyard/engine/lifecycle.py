@@ -489,6 +489,7 @@ class ContainerService(RestartPolicies):
         for waiters in list(self._exit_waiters.values()) + list(self._remove_waiters.values()):
             for fut in waiters:
                 fut.cancel()
+        await shims.close_zygote()
 
 
 def remove_cgroups(parent: str, cid: str) -> None:

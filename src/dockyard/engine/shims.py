@@ -10,6 +10,7 @@ import asyncio
 import os
 import shutil
 import sys
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,29 @@ def _client() -> Any:
     return client
 
 
+# One pre-imported shim launcher per event loop (asyncio pipes belong to the loop that made them).
+_zygotes: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = weakref.WeakKeyDictionary()
+
+
+def _zygote() -> Any:
+    """The loop's zygote (``shim.zygote``): forking a pre-imported shim saves ~25 ms per start.
+    Only with the in-tree shim, i.e. when the exec'd fallback runs the same code."""
+    if os.environ.get("DOCKYARD_SHIM_ZYGOTE", "1") == "0":  # escape hatch: exec every shim
+        return None
+    loop = asyncio.get_running_loop()
+    zygote = _zygotes.get(loop)
+    if zygote is None:
+        zygote = _zygotes[loop] = _client().Zygote()
+    return zygote
+
+
+async def close_zygote() -> None:
+    """Stop this loop's zygote (the shims it started keep running)."""
+    zygote = _zygotes.pop(asyncio.get_running_loop(), None)
+    if zygote is not None:
+        await zygote.close()
+
+
 async def spawn(*, container_id: str, bundle: Path, state_dir: Path, runtime: str, runtime_root: Path,
                 log_path: Path, log_max_size: int, log_max_file: int, tty: bool, stdin: bool,
                 console_size: tuple[int, int] | None) -> Any:
@@ -44,7 +68,7 @@ async def spawn(*, container_id: str, bundle: Path, state_dir: Path, runtime: st
     return await _client().spawn(
         shim_argv(), container_id, bundle, state_dir, runtime, runtime_root, log_path,
         log_max_size=log_max_size, log_max_file=log_max_file, tty=tty, stdin=stdin,
-        console_size=console_size)
+        console_size=console_size, zygote=_zygote())
 
 
 def connect(state_dir: Path) -> Any:

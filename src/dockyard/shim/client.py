@@ -7,6 +7,7 @@ import contextlib
 import json
 import os
 import socket
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -51,11 +52,14 @@ def shim_pid(state_dir: str | Path) -> int | None:
 async def spawn(shim_argv_prefix: list[str], id: str, bundle: str | Path, state_dir: str | Path,
                 runtime: str, runtime_root: str | Path, log_path: str | Path,
                 log_max_size: int | None = None, log_max_file: int | None = None, tty: bool = False,
-                stdin: bool = False, console_size: tuple[int, int] | None = None) -> ShimClient:
+                stdin: bool = False, console_size: tuple[int, int] | None = None,
+                zygote: Zygote | None = None) -> ShimClient:
     """Start a detached shim (it runs ``runtime create``) and wait for ``ready``.
 
     ``shim_argv_prefix`` is how to run the shim, e.g. ``[sys.executable, "-m", "dockyard.shim.main"]``
     or ``["dockyard-shim"]``. The shim's own error becomes InvalidArgument/Internal/... by its kind.
+    With ``zygote`` the shim is forked from that pre-imported launcher instead (same flags, same
+    result; the exec'd prefix stays the fallback when the zygote is unusable).
     """
     state = Path(state_dir)
     state.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -74,23 +78,91 @@ async def spawn(shim_argv_prefix: list[str], id: str, bundle: str | Path, state_
         argv.append("--stdin")
     if console_size:
         argv += ["--console-size", f"{console_size[0]},{console_size[1]}"]
-    try:
-        proc = await asyncio.create_subprocess_exec(
-            *argv, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.PIPE, start_new_session=True)
-    except OSError as exc:
-        raise errors.Internal(f"cannot run shim {argv[0]}: {exc.strerror}") from exc
-    # The first process only validates flags and forks the real shim away, so this is quick.
-    _, err = await proc.communicate()
-    if proc.returncode != 0:
-        msg = err.decode(errors="replace").strip().splitlines()
-        raise errors.InvalidArgument(f"shim refused to start: {msg[-1] if msg else proc.returncode}")
+    launched = await zygote.launch(argv[len(shim_argv_prefix):]) if zygote is not None else None
+    if launched is None:
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                *argv, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
+                stderr=asyncio.subprocess.PIPE, start_new_session=True, env=_shim_env())
+        except OSError as exc:
+            raise errors.Internal(f"cannot run shim {argv[0]}: {exc.strerror}") from exc
+        # The first process only validates flags and forks the real shim away, so this is quick.
+        _, err = await proc.communicate()
+        launched = (proc.returncode or 0, err.decode(errors="replace"))
+    if launched[0] != 0:
+        msg = launched[1].strip().splitlines()
+        raise errors.InvalidArgument(f"shim refused to start: {msg[-1] if msg else launched[0]}")
     ready = await _wait_ready(state)
     if "error" in ready:
         raise _error(ready)
     client = ShimClient(state)
     client.pid = int(ready.get("pid", 0))
     return client
+
+
+class Zygote:
+    """The daemon's handle on a ``python -m dockyard.shim.zygote`` (started on first use, one
+    request at a time). ``launch`` returns None whenever the zygote cannot serve, so the caller
+    exec's the shim as before."""
+
+    def __init__(self, python: str | None = None) -> None:
+        self.python = python or sys.executable
+        self._proc: asyncio.subprocess.Process | None = None
+        self._lock = asyncio.Lock()
+        self.broken = False
+
+    async def launch(self, args: list[str]) -> tuple[int, str] | None:
+        """Run ``dockyard-shim args`` through the zygote: (exit status, stderr) of its first process."""
+        if self.broken:
+            return None
+        async with self._lock:
+            try:
+                proc = await self._ensure()
+                assert proc.stdin is not None and proc.stdout is not None
+                proc.stdin.write(proto.encode_list(args))
+                await proc.stdin.drain()
+                line = await proc.stdout.readline()
+                reply = json.loads(line) if line else None
+            except (OSError, ValueError, asyncio.IncompleteReadError):
+                reply = None
+            if not isinstance(reply, dict) or int(reply.get("status", -1)) < 0:
+                await self._stop()  # a dead or confused zygote: use exec from now on
+                self.broken = True
+                return None
+            return int(reply["status"]), str(reply.get("stderr") or "")
+
+    async def _ensure(self) -> asyncio.subprocess.Process:
+        if self._proc is None or self._proc.returncode is not None:
+            self._proc = await asyncio.create_subprocess_exec(
+                self.python, "-m", "dockyard.shim.zygote", stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
+                start_new_session=True, env=_shim_env(), limit=1 << 20)
+        return self._proc
+
+    async def _stop(self) -> None:
+        proc, self._proc = self._proc, None
+        if proc is None or proc.returncode is not None:
+            return
+        if proc.stdin is not None:
+            proc.stdin.close()  # EOF: the zygote exits; the shims it started live on
+        try:
+            await asyncio.wait_for(proc.wait(), 2)
+        except TimeoutError:
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            await proc.wait()
+
+    async def close(self) -> None:
+        async with self._lock:
+            await self._stop()
+
+
+def _shim_env() -> dict[str, str]:
+    """Our environment minus PYTHONDONTWRITEBYTECODE: the shim (and a Python runtime it runs) then
+    writes and reuses bytecode caches; compiling its modules afresh costs ~20 ms per container."""
+    env = dict(os.environ)
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    return env
 
 
 async def _wait_ready(state: Path) -> dict[str, Any]:

@@ -10,11 +10,11 @@ Only the stdlib is imported at module level: the shim imports this on the contai
 
 from __future__ import annotations
 
-import json
 import os
 import time
-from json.encoder import encode_basestring as _encode_str  # the C one when available
-from typing import TYPE_CHECKING
+from _json import encode_basestring as _encode_str  # what json.encoder uses, minus json's imports
+
+TYPE_CHECKING = False
 
 if TYPE_CHECKING:  # the reader's imports stay out of the shim's start-up path
     from collections.abc import AsyncIterator, Callable, Iterator
@@ -161,6 +161,8 @@ def log_files(path: str | Path) -> list[Path]:
 
 
 def _decode(line: bytes) -> LogEntry | None:
+    import json
+
     from dockyard.engine.types import LogEntry
     try:
         obj = json.loads(line)

@@ -13,12 +13,12 @@ subreaper, runs ``runtime create``, listens on ``shim.sock`` and writes ``ready`
 from __future__ import annotations
 
 import ctypes
-import json
 import os
 import sys
 import time
 
 from dockyard.errors import DockyardError
+from dockyard.runtime import jsonio
 from dockyard.shim import protocol as proto
 from dockyard.shim.jsonlog import DEFAULT_MAX_FILE, DEFAULT_MAX_SIZE
 from dockyard.shim.server import Options, Shim
@@ -92,7 +92,7 @@ def _detach_stdio() -> None:
 
 def _write_ready(obj: dict[str, object]) -> None:
     with open(proto.READY_FILE + ".tmp", "w") as f:
-        json.dump(obj, f)
+        f.write(jsonio.dumps(obj))
     os.replace(proto.READY_FILE + ".tmp", proto.READY_FILE)
 
 

@@ -1,19 +1,27 @@
 """The shim's only way to the OCI runtime: its command line (runc-compatible), plus pty/cgroup helpers.
 
-Nothing here imports ``dockyard.runtime``; ``runc`` is a drop-in for the built-in runtime.
+``runc`` is a drop-in for the built-in runtime. The built-in ``dockyard-runtime`` is not exec'd but
+run in a forked child of the shim (``dockyard.runtime.cli.main``, same argv, stdio, cwd and exit
+status): that skips a fresh interpreter (~12 ms) on every create/start/delete of the start path.
 """
 
 from __future__ import annotations
 
 import fcntl
+import gc
 import os
 import select
+import signal
 import socket
 import struct
-import subprocess
+import sys
 import termios
 
 from dockyard.errors import Internal, InvalidArgument
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 CGROUP_ROOT = "/sys/fs/cgroup"
 # Messages of a failed create/exec that mean "the user asked for something that cannot run".
@@ -30,17 +38,28 @@ class Runtime:
         self.root = root
         self.state_dir = state_dir
         self.id = container_id
+        self.builtin = is_builtin_runtime(path)
 
     def argv(self, *args: str) -> list[str]:
         return [self.path, "--root", self.root, *args]
 
+    def _launch(self, args: tuple[str, ...] | list[str], stdio: tuple[int, int, int]) -> int:
+        """Start the runtime with ``stdio`` and the state dir as cwd; returns its pid."""
+        if self.builtin:
+            return _fork_builtin(["--root", self.root, *args], stdio, self.state_dir)
+        import subprocess  # only for an exec'd runtime (runc): ~4 ms of imports
+
+        proc = subprocess.Popen(self.argv(*args), stdin=stdio[0], stdout=stdio[1], stderr=stdio[2],
+                                cwd=self.state_dir, close_fds=True)
+        proc.returncode = 0  # we reap it ourselves (waitpid); keep Popen.__del__ from warning
+        return proc.pid
+
     def run(self, *args: str) -> None:
         """A short command whose stdio the container does not inherit (start, kill, delete, ...)."""
         err_path = os.path.join(self.state_dir, "runtime.err")
-        with open(err_path, "w+b") as err:
+        with open(err_path, "w+b") as err, open(os.devnull, "r+b") as null:
             try:
-                rc = subprocess.call(self.argv(*args), stdin=subprocess.DEVNULL,
-                                     stdout=subprocess.DEVNULL, stderr=err, cwd=self.state_dir)
+                rc = _wait(self._launch(args, (null.fileno(), null.fileno(), err.fileno())))
             except OSError as exc:
                 raise Internal(f"cannot run runtime {self.path}: {exc.strerror}") from exc
             if rc != 0:
@@ -60,13 +79,14 @@ class Runtime:
         err_file = open(err_path, "w+b") if err_reader is None else None  # noqa: SIM115
         try:
             try:
-                proc = subprocess.Popen(argv, stdin=stdio[0], stdout=stdio[1],
-                                        stderr=stdio[2] if err_file is None else err_file,
-                                        cwd=self.state_dir, close_fds=True)
+                pid = self._launch(args, (stdio[0], stdio[1],
+                                          stdio[2] if err_file is None else err_file.fileno()))
             except OSError as exc:
-                raise Internal(f"cannot run runtime {self.path}: {exc.strerror}") from exc
-            master = _receive_console(proc, console) if console is not None else None
-            rc = proc.wait()
+                raise Internal(f"cannot run runtime {argv[0]}: {exc.strerror}") from exc
+            try:
+                master = _receive_console(pid, console) if console is not None else None
+            finally:
+                rc = _wait(pid)
             if rc != 0:
                 if master is not None:
                     os.close(master)
@@ -85,9 +105,77 @@ class Runtime:
                 err_file.close()
 
 
-def _receive_console(proc: subprocess.Popen[bytes], console: socket.socket) -> int | None:
+def is_builtin_runtime(path: str) -> bool:
+    """``path`` is the ``dockyard-runtime`` console script (it imports ``dockyard.runtime.cli``)."""
+    if os.path.basename(path) != "dockyard-runtime":
+        return False
+    try:
+        with open(path, "rb") as f:
+            return b"dockyard.runtime.cli" in f.read(1024)
+    except OSError:
+        return False
+
+
+def preload_builtin_runtime() -> Any:
+    """Import the built-in runtime's CLI and what its ``create`` needs; returns the CLI module."""
+    from dockyard.runtime import cli
+    from dockyard.runtime.linux import init as _init  # noqa: F401  # used by create
+
+    return cli
+
+
+def _fork_builtin(argv: list[str], stdio: tuple[int, int, int], cwd: str) -> int:
+    """Run ``dockyard-runtime argv`` in a forked child, set up as exec would leave it: the given
+    stdio, cwd, no other fds, default signal handling. The runtime is imported here, in the shim,
+    so every later call reuses it (the create path also needs the Linux init machinery)."""
+    cli = preload_builtin_runtime()
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+    pid = os.fork()
+    if pid:
+        return pid
+    code = 1
+    try:
+        gc.disable()  # a collected shim object could close an fd number the runtime now uses
+        for target, fd in enumerate(stdio):
+            os.dup2(fd, target)  # dup2 leaves the new fd inheritable, as exec'd stdio is
+        os.closerange(3, 65536)  # close_range(2): what Popen(close_fds=True) gives the exec'd one
+        os.chdir(cwd)
+        signal.set_wakeup_fd(-1)
+        for sig in (signal.SIGCHLD, signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2):
+            signal.signal(sig, signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_SETMASK, ())
+        code = cli.main(argv)
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
+    except BaseException as exc:  # never return into the shim's loop from the child
+        with_msg = f"dockyard-runtime: {exc}\n".encode()
+        try:
+            os.write(2, with_msg)
+        except OSError:
+            pass
+    finally:
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+        finally:
+            os._exit(code)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _wait(pid: int) -> int:
+    """Reap ``pid`` (ours alone: the shim's SIGCHLD loop only reaps pids it owns or doesn't know)."""
+    while True:
+        try:
+            _, status = os.waitpid(pid, 0)
+        except InterruptedError:  # pragma: no cover - PEP 475 retries, kept for clarity
+            continue
+        return os.waitstatus_to_exitcode(status)
+
+
+def _receive_console(pid: int, console: socket.socket) -> int | None:
     """Wait for the runtime to connect to the console socket and pass the pty master, or to exit."""
-    pidfd = os.pidfd_open(proc.pid)
+    pidfd = os.pidfd_open(pid)
     try:
         while True:
             ready, _, _ = select.select([console.fileno(), pidfd], [], [])

@@ -7,9 +7,13 @@ stdin bytes client→shim (half-close = stdin EOF).
 
 from __future__ import annotations
 
-import json
 import struct
-from typing import Any
+
+from dockyard.runtime import jsonio  # not ``json``: its re/enum imports cost the shim ~8 ms
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 STDOUT = 1
 STDERR = 2
@@ -29,4 +33,8 @@ def frame(stream: int, data: bytes) -> bytes:
 
 
 def encode(obj: dict[str, Any]) -> bytes:
-    return json.dumps(obj, separators=(",", ":")).encode() + b"\n"
+    return jsonio.dumps(obj).encode() + b"\n"
+
+
+def encode_list(items: list[str]) -> bytes:
+    return jsonio.dumps(items).encode() + b"\n"

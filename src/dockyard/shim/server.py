@@ -4,18 +4,21 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import json
 import os
 import signal
 import socket
 import time
-from typing import Any
 
 from dockyard.errors import Conflict, DockyardError, Internal, InvalidArgument, NotFound
+from dockyard.runtime import jsonio
 from dockyard.shim import protocol as proto
 from dockyard.shim.jsonlog import JSONLogWriter, format_time
 from dockyard.shim.ocicli import Runtime, console_listener, oom_killed, set_winsize
 from dockyard.shim.reactor import HIGH_WATER, Conn, Reactor, Sink, Source
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 DRAIN_GRACE = 5.0  # after the init exits, how long output may still trickle in before we give up
 _STREAM_NAMES = {proto.STDOUT: "stdout", proto.STDERR: "stderr"}
@@ -83,10 +86,10 @@ class Shim:
         path = os.path.join(self.o.bundle, "config.json")
         try:
             with open(path, "rb") as f:
-                spec = json.load(f)
+                spec = jsonio.loads(f.read())
         except OSError as exc:
             raise InvalidArgument(f"cannot read bundle config {path}: {exc.strerror}") from exc
-        except ValueError as exc:
+        except (ValueError, InvalidArgument) as exc:
             raise InvalidArgument(f"bundle config {path} is not valid JSON: {exc}") from exc
         process = spec.get("process") or {}
         if bool(process.get("terminal")) != self.o.tty:
@@ -292,7 +295,7 @@ class Shim:
                 self._maybe_finish(exec_proc)
         else:
             for conn in list(proc.conns):
-                conn.send(proto.frame(proto.EXIT, json.dumps({"exit_code": proc.status}).encode()))
+                conn.send(proto.frame(proto.EXIT, jsonio.dumps({"exit_code": proc.status}).encode()))
             for exec_id, p in list(self.execs.items()):
                 if p is proc:
                     del self.execs[exec_id]
@@ -328,7 +331,7 @@ class Shim:
 
     def _request(self, conn: Conn, line: bytes) -> None:
         try:
-            req = json.loads(line)
+            req = jsonio.loads(line)
             if not isinstance(req, dict):
                 raise InvalidArgument("shim request must be a JSON object")
             op = req.get("op")
@@ -505,7 +508,7 @@ def _read_pid(path: str) -> int:
 def _write_atomic(path: str, obj: dict[str, Any]) -> None:
     tmp = f"{path}.tmp"
     with open(tmp, "w") as f:
-        json.dump(obj, f)
+        f.write(jsonio.dumps(obj))
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)

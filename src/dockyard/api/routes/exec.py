@@ -7,6 +7,7 @@ from aiohttp import web
 from dockyard.api import models
 from dockyard.api.routes.common import Routes, body_json, call, engine, json_response, qint
 from dockyard.api.streams import MULTIPLEXED, RAW, hijack, parse_detach_keys, pump
+from dockyard.errors import DockyardError
 
 
 async def create(request: web.Request) -> web.Response:
@@ -16,17 +17,25 @@ async def create(request: web.Request) -> web.Response:
 
 
 async def start(request: web.Request) -> web.StreamResponse:
+    """Docker's order: an unknown exec is a plain 404, then the connection is hijacked and only
+    then the process starts, so its first output never races the upgrade response (clients such
+    as the docker SDK read the headers through a buffer and drop bytes that arrive with them).
+    A failure to start is written into the stream, as dockerd does."""
+    exec_id = request.match_info["id"]
     detach, tty = models.parse_exec_start(await body_json(request, "exec start body"))
-    session = await call(engine(request).start_exec, request.match_info["id"], detach)
-    if detach or session is None:
+    if detach:
+        await call(engine(request).start_exec, exec_id, True)
         return web.Response(status=200)
+    record = await call(engine(request).exec_inspect, exec_id)
+    conn = await hijack(request, RAW if (tty or record.config.tty) else MULTIPLEXED)
     try:
-        conn = await hijack(request, RAW if (tty or getattr(session, "tty", False)) else MULTIPLEXED)
-    except BaseException:
-        await session.close()
-        raise
-    # Docker applies the default detach keys to exec sessions too.
-    await pump(session, conn, parse_detach_keys(""), True)
+        session = await call(engine(request).start_exec, exec_id, False)
+    except DockyardError as exc:
+        await conn.write(f"{exc}\r\n".encode())
+        return conn.response
+    if session is not None:
+        # Docker applies the default detach keys to exec sessions too.
+        await pump(session, conn, parse_detach_keys(""), True)
     return conn.response
 
 

@@ -112,3 +112,12 @@ def test_docker_errors(daemon: LiveDaemon) -> None:
     assert (res.returncode != 0 and b"No such object" in res.stderr) or b"No such container" in res.stderr
     res = daemon.docker("rm", "no-such-container-xyz", check=False)
     assert res.returncode != 0 and b"No such container: no-such-container-xyz" in res.stderr
+
+
+def test_docker_run_rm_start_failure_removes(daemon: LiveDaemon) -> None:
+    """A start that fails under `docker run --rm` returns (the CLI waits for `removed`) and
+    leaves no container behind."""
+    name = unique("startfail")
+    res = daemon.docker("run", "--rm", "--name", name, "busybox", "no-such-command", check=False, timeout=30)
+    assert res.returncode == 127 and b"executable file not found" in res.stderr
+    assert name not in daemon.docker("ps", "-a", "--format", "{{.Names}}").stdout.decode()

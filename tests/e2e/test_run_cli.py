@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import LiveDaemon, unique
+from tests.conftest import BIN, LiveDaemon, unique
 
 pytestmark = pytest.mark.root
 
@@ -128,3 +128,30 @@ def test_user_and_workdir_and_env(daemon: LiveDaemon) -> None:
     res = daemon.cli("run", "--rm", "-u", "nobody", "-w", "/tmp/wd", "-e", "FOO=bar", "busybox",
                      "sh", "-c", "id -u; pwd; echo $FOO")
     assert res.stdout.decode().split() == ["65534", "/tmp/wd", "bar"]
+
+
+def test_run_it_keeps_typeahead(daemon: LiveDaemon) -> None:
+    """Keys typed before the container is up reach it (raw mode must not flush pending input)."""
+    import pty
+    import select
+
+    pid, fd = pty.fork()
+    if pid == 0:
+        os.execv(str(BIN / "dockyard"), ["dockyard", "-H", daemon.host, "run", "-it", "--rm", "busybox", "sh"])
+    os.write(fd, b"echo TYPED-$((40+2)); exit 5\r")
+    out = b""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([fd], [], [], 0.2)
+        if ready:
+            try:
+                chunk = os.read(fd, 4096)
+            except OSError:
+                break
+            if not chunk:
+                break
+            out += chunk
+    _, status = os.waitpid(pid, 0)
+    os.close(fd)
+    assert b"TYPED-42" in out
+    assert os.waitstatus_to_exitcode(status) == 5

@@ -239,7 +239,8 @@ def cmd_ps(c: Client, a: argparse.Namespace) -> int:
     return 0
 
 
-def _since_param(text: str | None) -> str | None:
+def _since_param(text: str | None, flag: str = "since") -> str | None:
+    """Docker's --since/--until: unix seconds, a Go duration before now, or an RFC 3339 time."""
     if not text:
         return None
     import re
@@ -250,7 +251,11 @@ def _since_param(text: str | None) -> str | None:
         mult = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1, "m": 60, "h": 3600}
         total = sum(float(n) * mult[u] for n, u in re.findall(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)", text))
         return f"{time.time() - total:.9f}"
-    return f"{fmt.parse_go_time(text):.9f}"
+    try:
+        return f"{fmt.parse_go_time(text):.9f}"
+    except ValueError as exc:
+        raise errors.InvalidArgument(
+            f'invalid value for "{flag}": failed to parse value as time or duration: "{text}"') from exc
 
 
 def cmd_logs(c: Client, a: argparse.Namespace) -> int:
@@ -258,7 +263,7 @@ def cmd_logs(c: Client, a: argparse.Namespace) -> int:
     tty = bool((info.get("Config") or {}).get("Tty"))
     params = {"stdout": True, "stderr": True, "follow": a.follow or None,
               "timestamps": a.timestamps or None, "since": _since_param(a.since),
-              "until": _since_param(a.until), "tail": a.tail, "details": a.details or None}
+              "until": _since_param(a.until, "until"), "tail": a.tail, "details": a.details or None}
     from dockyard.client.stream import copy_output
     resp = c.logs(a.container, params)
     err = copy_output(resp.iter_chunks(), tty)

@@ -305,7 +305,7 @@ def cmd_info(c: Client, a: argparse.Namespace) -> int:
 
 def cmd_events(c: Client, a: argparse.Namespace) -> int:
     from dockyard.cli.containers import _since_param
-    resp = c.events(_since_param(a.since), _since_param(a.until), parse_filters(a.filter))
+    resp = c.events(_since_param(a.since), _since_param(a.until, "until"), parse_filters(a.filter))
     for ev in resp.iter_json():
         if a.format:
             sys.stdout.write(fmt.render_each(a.format, [ev]))

@@ -36,7 +36,9 @@ def raw_terminal(enabled: bool) -> Iterator[None]:
 
     saved = termios.tcgetattr(0)
     try:
-        tty.setraw(0)
+        # TCSANOW, not setraw's default TCSAFLUSH: keys typed before the container was ready
+        # must reach it, not be thrown away.
+        tty.setraw(0, termios.TCSANOW)
         yield
     finally:
         termios.tcsetattr(0, termios.TCSADRAIN, saved)

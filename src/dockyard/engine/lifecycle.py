@@ -74,6 +74,7 @@ class ContainerService(RestartPolicies):
         self.pending_attach: dict[str, list[StreamSession]] = {}
         self._exit_waiters: dict[str, list[asyncio.Future[tuple[int, str]]]] = {}
         self._remove_waiters: dict[str, list[asyncio.Future[tuple[int, str]]]] = {}
+        self._background: set[asyncio.Task[None]] = set()  # keeps fire-and-forget tasks alive
         self._locks: dict[str, asyncio.Lock] = {}
         self._restarts: dict[str, asyncio.Task[None]] = {}
         self._closing = False
@@ -227,6 +228,15 @@ class ContainerService(RestartPolicies):
                 rec.state.error = str(exc)
                 rec.state.exit_code = int(code) if code is not None else 128
                 self.store.save(rec)
+                # As dockerd: a failed start answers next-exit waiters and honours AutoRemove
+                # (the docker CLI's `run --rm` waits for `removed` after a start error).
+                for fut in self._exit_waiters.pop(rec.id, []):
+                    if not fut.done():
+                        fut.set_result((rec.state.exit_code, rec.state.error))
+                if rec.host_config.auto_remove:
+                    task = asyncio.get_running_loop().create_task(self._auto_remove(rec.id))
+                    self._background.add(task)
+                    task.add_done_callback(self._background.discard)
             raise
         rec.state.status = "running"
         rec.state.pid = int(state.get("pid", 0)) if isinstance(state, dict) else 0
@@ -308,6 +318,10 @@ class ContainerService(RestartPolicies):
                 await self.remove(cid, force=True)
         elif self._should_restart(rec):
             self._schedule_restart(rec)
+
+    async def _auto_remove(self, cid: str) -> None:
+        with contextlib.suppress(DockyardError):
+            await self.remove(cid, force=True)
 
     # -- stop / kill ------------------------------------------------------------------------
     async def kill(self, ref: str, signal: str = "KILL") -> None:

@@ -1,4 +1,4 @@
-"""HTTP over the daemon's socket (unix or tcp) with stdlib http.client; hijacked connections.
+"""HTTP/1.1 over the daemon's socket (unix or tcp), hand-written for start-up speed; hijacked connections.
 
 Error mapping: a refused/missing socket raises ``Unavailable`` with Docker's "Cannot connect"
 text; an API error status raises the ``dockyard.errors`` category for that status, with the
@@ -7,7 +7,6 @@ daemon's ``message`` and the HTTP status kept on the exception as ``.status``.
 
 from __future__ import annotations
 
-import http.client
 import json
 import os
 import socket
@@ -73,37 +72,136 @@ def parse_host(text: str) -> Host:
     raise errors.InvalidArgument(f"invalid host {text!r}: expected unix:///path or tcp://host:port")
 
 
-class UnixHTTPConnection(http.client.HTTPConnection):
-    """HTTPConnection whose transport is an AF_UNIX stream socket."""
+class HTTPError(Exception):
+    """A response the daemon should never send (bad status line, truncated chunk)."""
 
-    def __init__(self, path: str, timeout: float | None = None) -> None:
-        super().__init__("localhost", timeout=timeout)
-        self.socket_path = path
 
-    def connect(self) -> None:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        if self.timeout is not None:
-            sock.settimeout(self.timeout)
+class _Body:
+    """Reads one HTTP/1.1 response body: Content-Length, chunked, or until EOF."""
+
+    def __init__(self, fp: Any, headers: dict[str, str], status: int, method: str) -> None:
+        self.fp = fp
+        self.chunked = "chunked" in headers.get("transfer-encoding", "").lower()
+        length = headers.get("content-length")
+        no_body = method == "HEAD" or status in (204, 304) or 100 <= status < 200
+        self.remaining: int | None = 0 if no_body else (int(length) if length and not self.chunked else None)
+        self.chunk_left = 0
+        self.done = self.remaining == 0
+
+    def read1(self, size: int = 65536) -> bytes:
+        if self.done:
+            return b""
+        if self.chunked:
+            if self.chunk_left == 0:
+                line = self.fp.readline()
+                if not line:
+                    raise HTTPError("connection closed inside a chunked body")
+                self.chunk_left = int(line.split(b";")[0].strip() or b"0", 16)
+                if self.chunk_left == 0:
+                    while self.fp.readline() not in (b"\r\n", b"\n", b""):
+                        pass  # trailers
+                    self.done = True
+                    return b""
+            data = self.fp.read1(min(size, self.chunk_left))
+            if not data:
+                raise HTTPError("connection closed inside a chunk")
+            self.chunk_left -= len(data)
+            if self.chunk_left == 0:
+                self.fp.readline()  # the CRLF after each chunk
+            return data
+        want = size if self.remaining is None else min(size, self.remaining)
+        data = self.fp.read1(want)
+        if self.remaining is not None:
+            self.remaining -= len(data)
+            if not data and self.remaining > 0:
+                raise HTTPError("connection closed before the whole body arrived")
+        if not data or self.remaining == 0:
+            self.done = True
+        return data
+
+    def read(self) -> bytes:
+        parts: list[bytes] = []
+        while True:
+            data = self.read1(1 << 20)
+            if not data:
+                return b"".join(parts)
+            parts.append(data)
+
+
+class Connection:
+    """One HTTP/1.1 request/response over a stream socket (unix or tcp). Hand-written instead of
+    http.client, whose import (email, ssl, …) costs ~15 ms on every CLI run."""
+
+    def __init__(self, host: Host, timeout: float | None = None) -> None:
+        if host.scheme == "unix":
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            target: Any = host.address
+        else:
+            sock = socket.socket(socket.AF_INET6 if ":" in host.address else socket.AF_INET)
+            target = (host.address, host.port)
+        if timeout is not None:
+            sock.settimeout(timeout)
         try:
-            sock.connect(self.socket_path)
+            sock.connect(target)
         except OSError:
             sock.close()
             raise
         self.sock = sock
+        self.method = "GET"
+
+    def request(self, method: str, url: str, body: Any, headers: Mapping[str, str]) -> None:
+        self.method = method
+        chunked = headers.get("Transfer-Encoding") == "chunked"
+        hdrs = dict(headers)
+        if body is None and method in ("POST", "PUT"):
+            hdrs["Content-Length"] = "0"
+        elif isinstance(body, (bytes, bytearray)):
+            hdrs["Content-Length"] = str(len(body))
+        head = f"{method} {url} HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in hdrs.items()) + "\r\n"
+        if isinstance(body, (bytes, bytearray)):
+            self.sock.sendall(head.encode("latin-1") + bytes(body))
+            return
+        self.sock.sendall(head.encode("latin-1"))
+        if body is not None and chunked:
+            while True:
+                block = body.read(1 << 20)
+                if not block:
+                    break
+                self.sock.sendall(b"%x\r\n%s\r\n" % (len(block), block))
+            self.sock.sendall(b"0\r\n\r\n")
+
+    def getresponse(self) -> tuple[int, dict[str, str], _Body]:
+        fp = self.sock.makefile("rb")
+        line = fp.readline(65537)
+        parts = line.decode("latin-1").split(" ", 2)
+        if len(parts) < 2 or not parts[0].startswith("HTTP/") or not parts[1].isdigit():
+            raise HTTPError(f"malformed status line {line[:80]!r}")
+        status = int(parts[1])
+        headers: dict[str, str] = {}
+        while True:
+            hline = fp.readline(65537)
+            if hline in (b"\r\n", b"\n", b""):
+                break
+            key, _, value = hline.decode("latin-1").partition(":")
+            headers[key.strip().lower()] = value.strip()
+        return status, headers, _Body(fp, headers, status, self.method)
+
+    def close(self) -> None:
+        self.sock.close()
 
 
 class Response:
     """A response whose status was already checked; body read on demand."""
 
-    def __init__(self, conn: http.client.HTTPConnection, resp: http.client.HTTPResponse) -> None:
+    def __init__(self, conn: Connection, status: int, headers: dict[str, str], body: _Body) -> None:
         self.conn = conn
-        self.raw = resp
-        self.status = resp.status
-        self.headers = resp.headers
+        self.status = status
+        self.headers = headers
+        self.body = body
 
     def read(self) -> bytes:
         try:
-            return self.raw.read()
+            return self.body.read()
         finally:
             self.conn.close()
 
@@ -114,7 +212,7 @@ class Response:
     def iter_chunks(self, size: int = 65536) -> Iterator[bytes]:
         try:
             while True:
-                chunk = self.raw.read1(size) if hasattr(self.raw, "read1") else self.raw.read(size)
+                chunk = self.body.read1(size)
                 if not chunk:
                     return
                 yield chunk
@@ -151,10 +249,6 @@ class Transport:
         self.host = host
         self.timeout = timeout
 
-    def connection(self) -> http.client.HTTPConnection:
-        if self.host.scheme == "unix":
-            return UnixHTTPConnection(self.host.address, timeout=self.timeout)
-        return http.client.HTTPConnection(self.host.address, self.host.port, timeout=self.timeout)
 
     def unreachable(self, exc: OSError | None = None) -> DaemonUnreachable:
         err = DaemonUnreachable(
@@ -181,8 +275,7 @@ class Transport:
         return url
 
     def send(self, method: str, path: str, params: Mapping[str, Any] | None = None,
-             body: Any = None, headers: Mapping[str, str] | None = None) -> tuple[
-                 http.client.HTTPConnection, str]:
+             body: Any = None, headers: Mapping[str, str] | None = None) -> tuple[Connection, str]:
         """Send a request without reading the response (the wait-before-start trick)."""
         hdrs = {"User-Agent": USER_AGENT, "Host": "api"}
         data: Any = None
@@ -197,31 +290,32 @@ class Transport:
             hdrs.update(headers)
         if hasattr(data, "read") and "Content-Length" not in hdrs:
             hdrs["Transfer-Encoding"] = "chunked"
-        conn = self.connection()
         try:
-            conn.request(method, self.url(path, params), body=data, headers=hdrs,
-                         encode_chunked="Transfer-Encoding" in hdrs)
+            conn = Connection(self.host, self.timeout)
         except (FileNotFoundError, ConnectionRefusedError, ConnectionResetError) as exc:
-            conn.close()
             raise self.unreachable(exc) from exc
         except OSError as exc:
-            conn.close()
             if isinstance(exc, socket.gaierror) or exc.errno in (13,):
                 raise self.unreachable(exc) from exc
             raise errors.Unavailable(f"error during connect: {exc}") from exc
+        try:
+            conn.request(method, self.url(path, params), data, hdrs)
+        except OSError as exc:
+            conn.close()
+            raise errors.Unavailable(f"error sending request to daemon: {exc}") from exc
         return conn, method
 
-    def receive(self, conn: http.client.HTTPConnection) -> Response:
+    def receive(self, conn: Connection) -> Response:
         try:
-            resp = conn.getresponse()
-        except (ConnectionError, http.client.HTTPException) as exc:
+            status, headers, body = conn.getresponse()
+            if status >= 400:
+                data = body.read()
+                conn.close()
+                raise api_error(status, _error_message(data, status))
+        except (OSError, HTTPError, ValueError) as exc:
             conn.close()
             raise errors.Unavailable(f"error reading response from daemon: {exc}") from exc
-        if resp.status >= 400:
-            data = resp.read()
-            conn.close()
-            raise api_error(resp.status, _error_message(data, resp.status))
-        return Response(conn, resp)
+        return Response(conn, status, headers, body)
 
     def request(self, method: str, path: str, params: Mapping[str, Any] | None = None,
                 body: Any = None, headers: Mapping[str, str] | None = None) -> Response:

@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import json
 import os
-import pty
-import select
 import shutil
 import subprocess
-import time
 
 import pytest
 
 from tests.conftest import LiveDaemon, unique
+from tests.terminal import run_in_pty
 
 pytestmark = [pytest.mark.root, pytest.mark.compat,
               pytest.mark.skipif(shutil.which("docker") is None, reason="docker CLI not installed")]
@@ -47,35 +45,10 @@ def test_docker_ps_logs_stop_rm(daemon: LiveDaemon) -> None:
     assert name not in daemon.docker("ps", "-a", "--format", "{{.Names}}").stdout.decode()
 
 
-def _run_in_pty(argv: list[str], env: dict[str, str], send: bytes, timeout: float = 30) -> tuple[int, bytes]:
-    pid, fd = pty.fork()
-    if pid == 0:
-        os.execvpe(argv[0], argv, env)
-    out = b""
-    sent = False
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        r, _, _ = select.select([fd], [], [], 0.2)
-        if r:
-            try:
-                chunk = os.read(fd, 4096)
-            except OSError:
-                break
-            if not chunk:
-                break
-            out += chunk
-        if not sent and b"#" in out:
-            os.write(fd, send)
-            sent = True
-    _, status = os.waitpid(pid, 0)
-    os.close(fd)
-    return os.waitstatus_to_exitcode(status), out
-
-
 def test_docker_run_it_under_pty(daemon: LiveDaemon) -> None:
     env = {**os.environ, "DOCKER_HOST": daemon.host, "DOCKER_CONFIG": str(daemon.data_root.parent / "dc")}
-    code, out = _run_in_pty(["docker", "run", "-it", "--rm", "busybox", "sh"], env,
-                            b"tty; echo marker-$((6*7)); exit 4\r")
+    code, out = run_in_pty(["docker", "run", "-it", "--rm", "busybox", "sh"],
+                           b"tty; echo marker-$((6*7)); exit 4\r", env=env, after=b"#")
     assert b"/dev/pts/" in out and b"marker-42" in out
     assert code == 4
 
@@ -85,7 +58,8 @@ def test_docker_exec_it(daemon: LiveDaemon) -> None:
     daemon.docker("run", "-d", "--name", name, "busybox", "sleep", "60")
     env = {**os.environ, "DOCKER_HOST": daemon.host, "DOCKER_CONFIG": str(daemon.data_root.parent / "dc")}
     try:
-        code, out = _run_in_pty(["docker", "exec", "-it", name, "sh"], env, b"echo exec-$((2+3)); exit 0\r")
+        code, out = run_in_pty(["docker", "exec", "-it", name, "sh"], b"echo exec-$((2+3)); exit 0\r",
+                               env=env, after=b"#")
         assert b"exec-5" in out and code == 0
         res = daemon.docker("exec", name, "sh", "-c", "echo $((1+1)) >&2; exit 7", check=False)
         assert res.returncode == 7 and res.stderr == b"2\n"

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import BIN, LiveDaemon, unique
+from tests.terminal import run_in_pty
 
 pytestmark = pytest.mark.root
 
@@ -132,26 +133,7 @@ def test_user_and_workdir_and_env(daemon: LiveDaemon) -> None:
 
 def test_run_it_keeps_typeahead(daemon: LiveDaemon) -> None:
     """Keys typed before the container is up reach it (raw mode must not flush pending input)."""
-    import pty
-    import select
-
-    pid, fd = pty.fork()
-    if pid == 0:
-        os.execv(str(BIN / "dockyard"), ["dockyard", "-H", daemon.host, "run", "-it", "--rm", "busybox", "sh"])
-    os.write(fd, b"echo TYPED-$((40+2)); exit 5\r")
-    out = b""
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        ready, _, _ = select.select([fd], [], [], 0.2)
-        if ready:
-            try:
-                chunk = os.read(fd, 4096)
-            except OSError:
-                break
-            if not chunk:
-                break
-            out += chunk
-    _, status = os.waitpid(pid, 0)
-    os.close(fd)
+    code, out = run_in_pty([str(BIN / "dockyard"), "-H", daemon.host, "run", "-it", "--rm", "busybox", "sh"],
+                           b"echo TYPED-$((40+2)); exit 5\r")
     assert b"TYPED-42" in out
-    assert os.waitstatus_to_exitcode(status) == 5
+    assert code == 5

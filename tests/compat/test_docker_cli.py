@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import subprocess
+import time
 
 import pytest
 
@@ -95,3 +96,24 @@ def test_docker_run_rm_start_failure_removes(daemon: LiveDaemon) -> None:
     res = daemon.docker("run", "--rm", "--name", name, "busybox", "no-such-command", check=False, timeout=30)
     assert res.returncode == 127 and b"executable file not found" in res.stderr
     assert name not in daemon.docker("ps", "-a", "--format", "{{.Names}}").stdout.decode()
+
+
+def test_docker_rm_paused_and_image_events(daemon: LiveDaemon) -> None:
+    name = unique("paused")
+    daemon.docker("run", "-d", "--name", name, "busybox", "sleep", "60")
+    try:
+        daemon.docker("pause", name)
+        res = daemon.docker("rm", name, check=False)
+        assert res.returncode != 0 and b"You cannot remove a paused container" in res.stderr
+    finally:
+        daemon.docker("rm", "-f", name)
+    tag = f"{unique('evt')}:1"
+    since = str(int(time.time()) - 1)
+    image_id = daemon.docker("image", "inspect", "-f", "{{.Id}}", "busybox").stdout.decode().strip()
+    daemon.docker("tag", "busybox", tag)
+    daemon.docker("rmi", tag)
+    events = daemon.docker("events", "--since", since, "--until", str(int(time.time()) + 1),
+                           "--filter", "type=image", "--format", "{{.Action}} {{.Actor.ID}} {{index .Actor.Attributes \"name\"}}"
+                           ).stdout.decode().splitlines()
+    assert f"tag {image_id} {tag}" in events
+    assert f"untag {image_id} {image_id}" in events

@@ -40,6 +40,7 @@ from dockyard.engine.types import (
 )
 from dockyard.errors import Conflict, InvalidArgument, NotFound
 from dockyard.metadata import Database
+from dockyard.oci import reference
 
 
 def _default_runtimes() -> dict[str, str]:
@@ -358,15 +359,18 @@ class Engine:
         image_id = self.images.resolve(source)
         target = f"{repo}:{tag}" if tag else repo
         self.images.tag(source, target)
-        self.bus.publish("image", "tag", image_id, {"name": target})
+        # Docker names the tag as the user would type it: "foo:1", not "docker.io/library/foo:1".
+        self.bus.publish("image", "tag", image_id, {"name": reference.parse(target).familiar()})
 
     async def remove_image(self, name: str, force: bool = False, noprune: bool = False
                            ) -> list[DeleteResponseItem]:
+        image_id = self.images.resolve(name)
         items: list[DeleteResponseItem] = self.images.remove(
             name, force=force, noprune=noprune, users=self._image_users)
         for item in items:
             if item.untagged:
-                self.bus.publish("image", "untag", item.untagged, {"name": item.untagged})
+                # As dockerd: the untag event's actor (and name) is the image ID.
+                self.bus.publish("image", "untag", image_id, {"name": image_id})
             if item.deleted:
                 self.bus.publish("image", "delete", item.deleted, {"name": item.deleted})
         return items

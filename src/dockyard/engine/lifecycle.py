@@ -395,6 +395,9 @@ class ContainerService(RestartPolicies):
     # -- remove -----------------------------------------------------------------------------
     async def remove(self, ref: str, force: bool = False) -> None:
         rec = self.store.get(ref)
+        if rec.state.status == "paused" and not force:
+            raise Conflict(f"You cannot remove a paused container {rec.id}. Unpause and then stop the "
+                           "container before attempting removal or force remove")
         if rec.state.running and not force:
             raise Conflict(f'cannot remove container "/{rec.name}": container is running: '
                            "stop the container before removing or force remove")

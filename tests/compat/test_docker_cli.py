@@ -117,3 +117,10 @@ def test_docker_rm_paused_and_image_events(daemon: LiveDaemon) -> None:
                            ).stdout.decode().splitlines()
     assert f"tag {image_id} {tag}" in events
     assert f"untag {image_id} {image_id}" in events
+
+
+def test_docker_image_inspect_graph_driver(daemon: LiveDaemon) -> None:
+    data = json.loads(daemon.docker("image", "inspect", "-f", "{{json .GraphDriver}}", "busybox").stdout)
+    assert data["Name"] == "overlay2"
+    upper = data["Data"]["UpperDir"]
+    assert os.path.isfile(os.path.join(upper, "bin", "busybox"))

@@ -52,7 +52,7 @@ def render_image_inspect(detail: ImageDetail) -> dict[str, Any]:
         "Comment": comment, "Created": cfg.get("created") or _rfc3339(s.created), "DockerVersion": "",
         "Author": cfg.get("author", ""), "Config": _image_config(cfg.get("config") or {}),
         "Architecture": cfg.get("architecture", ""), "Os": cfg.get("os", ""), "Size": s.size,
-        "GraphDriver": {"Name": "overlay2", "Data": None},
+        "GraphDriver": {"Name": "overlay2", "Data": dict(detail.graph_driver_data) or None},
         "RootFS": {"Type": "layers", "Layers": layers}, "Metadata": {"LastTagTime": "0001-01-01T00:00:00Z"},
     }
     if cfg.get("variant"):

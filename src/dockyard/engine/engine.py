@@ -353,6 +353,18 @@ class Engine:
 
     async def inspect_image(self, name: str) -> ImageDetail:
         detail: ImageDetail = self.images.get(name)
+        chain = self.images.record(detail.summary.id).chain_id
+        if chain and self.snapshots.exists(chain):
+            dirs: list[Path] = []
+            key: str | None = chain
+            while key:
+                dirs.append(self.snapshots.upper_dir(key))
+                key = self.snapshots.stat(key).parent
+            top = dirs[0].parent  # snapshots/<n>/ holds fs/ and work/
+            detail.graph_driver_data = {"MergedDir": str(top / "merged"), "UpperDir": str(dirs[0]),
+                                        "WorkDir": str(top / "work")}
+            if len(dirs) > 1:
+                detail.graph_driver_data["LowerDir"] = ":".join(str(d) for d in dirs[1:])
         return detail
 
     async def tag_image(self, source: str, repo: str, tag: str = "") -> None:

@@ -269,6 +269,7 @@ class ImageDetail:
     config: dict[str, Any]          # OCI image config as stored (architecture, os, config, rootfs, history)
     manifest_digest: str = ""
     layer_diff_ids: list[str] = field(default_factory=list)
+    graph_driver_data: dict[str, str] = field(default_factory=dict)  # overlay2 dirs, as Docker shows
 
 
 @dataclass

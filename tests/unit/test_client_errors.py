@@ -2,78 +2,50 @@
 
 from __future__ import annotations
 
-import json
-import socketserver
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
 
 from dockyard.cli.main import main
+from tests.fakedaemon import JSONHandler, UnixServer, serve
 
 
-class _Handler(BaseHTTPRequestHandler):
-    def address_string(self) -> str:
-        return "unix"
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-    def _send(self, status: int, body: object) -> None:
-        data = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
+class _Handler(JSONHandler):
     def do_GET(self) -> None:
         self.server.paths.append(self.path)  # type: ignore[attr-defined]
         if self.path.startswith("/v1.45/containers/json"):
-            self._send(200, [{"Id": "f" * 64, "Names": ["/c1"], "Image": "busybox", "Command": "sh",
+            self.send_json(200, [{"Id": "f" * 64, "Names": ["/c1"], "Image": "busybox", "Command": "sh",
                               "Created": 0, "State": "exited", "Status": "Exited (0) 1 second ago"}])
         else:
-            self._send(404, {"message": f"No such container: {self.path.split('/')[3]}"})
+            self.send_json(404, {"message": f"No such container: {self.path.split('/')[3]}"})
 
     def do_POST(self) -> None:
         self.server.paths.append(self.path)  # type: ignore[attr-defined]
-        self._send(404, {"message": f"No such container: {self.path.split('/')[3]}"})
-
-
-class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
-    daemon_threads = True
+        self.send_json(404, {"message": f"No such container: {self.path.split('/')[3]}"})
 
 
 @pytest.fixture
-def daemon(tmp_path: Path) -> Iterator[tuple[str, _Server]]:
+def daemon(tmp_path: Path) -> Iterator[tuple[str, UnixServer]]:
     sock = tmp_path / "d.sock"
-    srv = _Server(str(sock), _Handler)
-    srv.paths = []  # type: ignore[attr-defined]
-    t = threading.Thread(target=srv.serve_forever, daemon=True)
-    t.start()
-    try:
+    with serve(sock, _Handler, paths=[]) as srv:
         yield f"unix://{sock}", srv
-    finally:
-        srv.shutdown()
-        srv.server_close()
 
 
-def test_not_found_error(daemon: tuple[str, _Server], capsys: pytest.CaptureFixture[str]) -> None:
+def test_not_found_error(daemon: tuple[str, UnixServer], capsys: pytest.CaptureFixture[str]) -> None:
     host, _ = daemon
     assert main(["-H", host, "stop", "x"]) == 1
     assert capsys.readouterr().err == "Error response from daemon: No such container: x\n"
 
 
-def test_inspect_missing(daemon: tuple[str, _Server], capsys: pytest.CaptureFixture[str]) -> None:
+def test_inspect_missing(daemon: tuple[str, UnixServer], capsys: pytest.CaptureFixture[str]) -> None:
     host, _ = daemon
     assert main(["-H", host, "inspect", "--type", "container", "nope"]) == 1
     out = capsys.readouterr()
     assert out.out == "[]\n" and out.err == "Error: No such container: nope\n"
 
 
-def test_ps_quiet_and_format(daemon: tuple[str, _Server], capsys: pytest.CaptureFixture[str]) -> None:
+def test_ps_quiet_and_format(daemon: tuple[str, UnixServer], capsys: pytest.CaptureFixture[str]) -> None:
     host, srv = daemon
     assert main(["-H", host, "ps", "-a", "-q"]) == 0
     assert capsys.readouterr().out == "f" * 12 + "\n"
@@ -82,7 +54,7 @@ def test_ps_quiet_and_format(daemon: tuple[str, _Server], capsys: pytest.Capture
     assert srv.paths[0] == "/v1.45/containers/json?all=1"  # type: ignore[attr-defined]
 
 
-def test_run_create_error_exits_125(daemon: tuple[str, _Server], capsys: pytest.CaptureFixture[str]) -> None:
+def test_run_create_error_exits_125(daemon: tuple[str, UnixServer], capsys: pytest.CaptureFixture[str]) -> None:
     host, _ = daemon
     assert main(["-H", host, "run", "--rm", "busybox", "true"]) == 125
     assert "Error response from daemon:" in capsys.readouterr().err

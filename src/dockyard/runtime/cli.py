@@ -296,22 +296,23 @@ def cmd_delete(root: str, args: Args) -> int:
     return 0
 
 
-def cmd_pause(root: str, args: Args) -> int:
+def _freeze(root: str, args: Args, frozen: bool) -> int:
+    """pause (frozen) needs a running container, resume a paused one."""
     s = st.load(root, args.id)
     status = _status(root, s)
-    if status != "running":
-        raise Conflict(f"container {args.id} is {status}, not running")
-    Cgroup(s.cgroup_path).freeze(True)
+    want = "running" if frozen else "paused"
+    if status != want:
+        raise Conflict(f"container {args.id} is {status}, not {want}")
+    Cgroup(s.cgroup_path).freeze(frozen)
     return 0
+
+
+def cmd_pause(root: str, args: Args) -> int:
+    return _freeze(root, args, True)
 
 
 def cmd_resume(root: str, args: Args) -> int:
-    s = st.load(root, args.id)
-    status = _status(root, s)
-    if status != "paused":
-        raise Conflict(f"container {args.id} is {status}, not paused")
-    Cgroup(s.cgroup_path).freeze(False)
-    return 0
+    return _freeze(root, args, False)
 
 
 def cmd_ps(root: str, args: Args) -> int:

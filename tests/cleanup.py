@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 from pathlib import Path
@@ -35,3 +36,19 @@ def unmount_under(root: Path) -> None:
     inside = (t for t in targets if t == prefix or t.startswith(prefix + "/"))
     for target in sorted(inside, key=len, reverse=True):
         subprocess.run(["umount", "-l", target], check=False, capture_output=True)
+
+
+def stop_and_clean(proc: subprocess.Popen[bytes], exec_root: Path, data_root: Path) -> None:
+    """SIGTERM a daemon (SIGKILL after 30 s), then kill what it left running under ``exec_root``,
+    unmount both roots and remove the exec root."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    kill_processes_naming(exec_root)
+    unmount_under(data_root)
+    unmount_under(exec_root)
+    shutil.rmtree(exec_root, ignore_errors=True)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -15,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.cleanup import kill_processes_naming, unmount_under
+from tests.cleanup import stop_and_clean
 
 BIN = Path(sys.executable).parent
 IS_ROOT = os.geteuid() == 0
@@ -98,16 +97,7 @@ def stop_daemon(d: LiveDaemon) -> None:
         ids = d.cli("ps", "-aq", check=False).stdout.split()
         if ids:
             d.cli("rm", "-f", *[i.decode() for i in ids], check=False, timeout=120)
-        d.proc.send_signal(signal.SIGTERM)
-        try:
-            d.proc.wait(30)
-        except subprocess.TimeoutExpired:
-            d.proc.kill()
-            d.proc.wait()
-    kill_processes_naming(d.exec_root)
-    unmount_under(d.data_root)
-    unmount_under(d.exec_root)
-    shutil.rmtree(d.exec_root, ignore_errors=True)
+    stop_and_clean(d.proc, d.exec_root, d.data_root)
     shutil.rmtree(d.data_root, ignore_errors=True)
 
 

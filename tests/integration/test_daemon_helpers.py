@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import http.client
 import json
-import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -15,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tests.cleanup import kill_processes_naming, unmount_under
+from tests.cleanup import stop_and_clean
 
 DOCKYARDD = str(Path(sys.executable).parent / "dockyardd")
 
@@ -89,14 +87,4 @@ def start(base: Path, *extra: str) -> Daemon:
 
 
 def stop(d: Daemon) -> None:
-    if d.proc.poll() is None:
-        d.proc.send_signal(signal.SIGTERM)
-        try:
-            d.proc.wait(30)
-        except subprocess.TimeoutExpired:
-            d.proc.kill()
-            d.proc.wait()
-    kill_processes_naming(d.exec_root)
-    unmount_under(d.data_root)
-    unmount_under(d.exec_root)
-    shutil.rmtree(d.exec_root, ignore_errors=True)
+    stop_and_clean(d.proc, d.exec_root, d.data_root)

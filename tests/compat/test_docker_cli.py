@@ -124,3 +124,31 @@ def test_docker_image_inspect_graph_driver(daemon: LiveDaemon) -> None:
     assert data["Name"] == "overlay2"
     upper = data["Data"]["UpperDir"]
     assert os.path.isfile(os.path.join(upper, "bin", "busybox"))
+
+
+def test_docker_update_pids_limit_and_rename_errors(daemon: LiveDaemon) -> None:
+    """``update --pids-limit`` reaches the running container's cgroup and -1 lifts it again;
+    inspect shows null for "unlimited" as dockerd does; rename refusals carry dockerd's prefix."""
+    name, other = unique("upd"), unique("upd")
+    daemon.docker("run", "-d", "--name", name, "busybox", "sleep", "60")
+    daemon.docker("create", "--name", other, "busybox", "true")
+    try:
+        def pids_max() -> str:
+            out = daemon.docker("exec", name, "sh", "-c",
+                                "cat /sys/fs/cgroup/pids/pids.max 2>/dev/null || cat /sys/fs/cgroup/pids.max")
+            return out.stdout.decode().strip()
+
+        def limit() -> object:
+            return json.loads(daemon.docker("inspect", name).stdout)[0]["HostConfig"]["PidsLimit"]
+
+        assert limit() is None and pids_max() == "max"
+        daemon.docker("update", "--pids-limit", "7", name)
+        assert limit() == 7 and pids_max() == "7"
+        daemon.docker("update", "--pids-limit", "-1", name)
+        assert pids_max() == "max"
+        res = daemon.docker("rename", other, name, check=False)
+        assert res.returncode == 1
+        assert ("Error when allocating new name: Conflict. The container name "
+                f'"/{name}" is already in use') in res.stderr.decode()
+    finally:
+        daemon.docker("rm", "-f", name, other, check=False)

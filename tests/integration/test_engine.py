@@ -124,8 +124,17 @@ def test_lookup_by_name_prefix_and_generated_names(tmp_path: Path, runtime: str)
         assert "_" in engine.get_container(other).name
         await engine.rename(other, "renamed")
         assert engine.get_container("renamed").id == other
-        with pytest.raises(AlreadyExists):
+        with pytest.raises(AlreadyExists, match='^Error when allocating new name: Conflict. The container '
+                                                 'name "/web-1" is already in use'):
             await engine.rename(other, "web-1")
+        with pytest.raises(InvalidArgument, match=r"^Error when allocating new name: Invalid container "
+                                                  r"name \(/bad name\)"):
+            await engine.rename(other, "bad name")
+        with pytest.raises(NotFound):  # lookup comes before validation, as in dockerd
+            await engine.rename("nosuchcontainer", "bad name")
+        with pytest.raises(InvalidArgument, match="same name as its current name"):
+            await engine.rename(other, "/renamed")
+        assert engine.get_container("renamed").id == other  # nothing changed by the refusals
 
     run_with_engine(tmp_path, runtime, body)
 

@@ -67,3 +67,23 @@ def test_missing_daemon(tmp_path: Path, capsys: pytest.CaptureFixture[str],
     assert main(["ps"]) == 1
     assert capsys.readouterr().err == (
         f"Cannot connect to the dockyard daemon at unix://{sock}. Is the daemon running?\n")
+
+
+@pytest.mark.parametrize("argv", [["run", "--rm", "busybox", "true"], ["container", "create", "busybox"],
+                                  ["rm", "-f", "x"], ["start", "x"]])
+def test_missing_daemon_is_one_line(argv: list[str], tmp_path: Path,
+                                    capsys: pytest.CaptureFixture[str]) -> None:
+    """No "Error response from daemon:" when there is no daemon; run/create exit 125 as docker's."""
+    sock = tmp_path / "none.sock"
+    code = main(["-H", f"unix://{sock}", *argv])
+    assert code == (125 if argv[0] == "run" or argv[1] == "create" else 1)
+    assert capsys.readouterr().err == (
+        f"Cannot connect to the dockyard daemon at unix://{sock}. Is the daemon running?\n")
+
+
+def test_global_host_flag_builds_only_the_command_parser() -> None:
+    """``-H URL run`` must not be mistaken for an unknown command (that builds all ~60 parsers)."""
+    from dockyard.cli.main import _command_index
+    assert _command_index(["-H", "unix:///x", "run", "busybox"]) == 2
+    assert _command_index(["--host", "unix:///x", "-D", "ps"]) == 3
+    assert _command_index(["ps", "-a"]) == 0

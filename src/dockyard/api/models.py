@@ -249,6 +249,11 @@ def render_config(c: ContainerConfig) -> dict[str, Any]:
     return out
 
 
+def _pids_limit(value: int | None) -> int | None:
+    """dockerd stores 0 and -1 ("unlimited") as null; inspect then shows ``"PidsLimit": null``."""
+    return value if value is not None and value > 0 else None
+
+
 def render_resources(r: Resources) -> dict[str, Any]:
     return {
         "CpuShares": r.cpu_shares, "Memory": r.memory, "NanoCpus": r.nano_cpus, "CgroupParent": "",
@@ -258,7 +263,7 @@ def render_resources(r: Resources) -> dict[str, Any]:
         "CpuRealtimeRuntime": 0, "CpusetCpus": r.cpuset_cpus, "CpusetMems": r.cpuset_mems,
         "Devices": [], "DeviceCgroupRules": None, "DeviceRequests": None,
         "MemoryReservation": r.memory_reservation, "MemorySwap": r.memory_swap, "MemorySwappiness": None,
-        "OomKillDisable": r.oom_kill_disable, "PidsLimit": r.pids_limit, "Ulimits": None,
+        "OomKillDisable": r.oom_kill_disable, "PidsLimit": _pids_limit(r.pids_limit), "Ulimits": None,
         "CpuCount": 0, "CpuPercent": 0, "IOMaximumIOps": 0, "IOMaximumBandwidth": 0,
     }
 

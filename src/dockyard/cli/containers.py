@@ -12,10 +12,18 @@ from dockyard import errors
 from dockyard.cli import formatting as fmt
 from dockyard.cli.runopts import create_body
 from dockyard.client.api import Client
+from dockyard.client.transport import DaemonUnreachable
 
 
 def _err(msg: str) -> None:
     sys.stderr.write(msg + "\n")
+
+
+def _daemon_err(exc: errors.DockyardError) -> None:
+    """Print a daemon's refusal; no daemon at all goes up to main's single line instead."""
+    if isinstance(exc, DaemonUnreachable):
+        raise exc
+    _err(f"Error response from daemon: {exc}")
 
 
 def parse_filters(items: list[str]) -> dict[str, list[str]]:
@@ -45,7 +53,7 @@ def create_or_run(c: Client, a: argparse.Namespace, run: bool) -> int:
     try:
         created = c.create_container(body, a.name)
     except errors.DockyardError as exc:
-        _err(f"Error response from daemon: {exc}")
+        _daemon_err(exc)
         return 125
     cid = created["Id"]
     for w in created.get("Warnings") or []:
@@ -57,7 +65,7 @@ def create_or_run(c: Client, a: argparse.Namespace, run: bool) -> int:
         try:
             c.start(cid)
         except errors.DockyardError as exc:
-            _err(f"Error response from daemon: {exc}")
+            _daemon_err(exc)
             return _start_exit_code(str(exc))
         print(cid)
         return 0
@@ -68,7 +76,7 @@ def create_or_run(c: Client, a: argparse.Namespace, run: bool) -> int:
         try:
             c.start(cid)
         except errors.DockyardError as exc:
-            _err(f"Error response from daemon: {exc}")
+            _daemon_err(exc)
             start_error.append(_start_exit_code(str(exc)))
             raise
 
@@ -115,9 +123,7 @@ def each(refs: list[str], op: Any, echo: bool = True) -> int:
             if echo:
                 print(ref)
         except errors.DockyardError as exc:
-            if isinstance(exc, errors.Unavailable) and "Cannot connect" in str(exc):
-                raise
-            _err(f"Error response from daemon: {exc}")
+            _daemon_err(exc)
             failed = True
     return 1 if failed else 0
 

@@ -12,7 +12,7 @@ from dockyard import errors
 from dockyard.cli import formatting as fmt
 from dockyard.cli.containers import confirm, parse_filters
 from dockyard.client.api import Client
-from dockyard.client.transport import API_VERSION
+from dockyard.client.transport import API_VERSION, DaemonUnreachable
 
 _IMG_HEADERS = {"ID": "IMAGE ID", "Repository": "REPOSITORY", "Tag": "TAG", "Digest": "DIGEST",
                 "CreatedSince": "CREATED", "CreatedAt": "CREATED AT", "Size": "SIZE",
@@ -98,7 +98,7 @@ def cmd_rmi(c: Client, a: argparse.Namespace) -> int:
             sys.stderr.write(f"Error response from daemon: {exc}\n")
             failed = True
         except errors.DockyardError as exc:
-            if "Cannot connect" in str(exc):
+            if isinstance(exc, DaemonUnreachable):
                 raise
             sys.stderr.write(f"Error response from daemon: {exc}\n")
             failed = True

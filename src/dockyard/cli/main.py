@@ -282,7 +282,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     parser.add_argument("-H", "--host", help="daemon socket: unix:///path or tcp://host:port")
     parser.add_argument("-D", "--debug", action="store_true")
     parser.add_argument("-v", "--version", action="store_true", help="print version and exit")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="verb", metavar="COMMAND")  # run has its own "command"
     for name, setup in TOP_CMDS.items():
         if only is None or only == name:
             setup(sub.add_parser(name, add_help=name not in ("run", "create")))
@@ -297,13 +297,18 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
-def _split_interspersed(argv: list[str]) -> list[str]:
-    """For run/create/exec stop option parsing at IMAGE/CONTAINER: put '--' before COMMAND."""
-    from dockyard.cli.runopts import split_interspersed
+def _command_index(argv: list[str]) -> int:
+    """Where the command word is: after the global flags (``-H``/``--host`` take a value)."""
     i = 0
     while i < len(argv) and argv[i].startswith("-"):
         i += 2 if argv[i] in ("-H", "--host") else 1
-    cmd_idx = i
+    return i
+
+
+def _split_interspersed(argv: list[str]) -> list[str]:
+    """For run/create/exec stop option parsing at IMAGE/CONTAINER: put '--' before COMMAND."""
+    from dockyard.cli.runopts import split_interspersed
+    cmd_idx = _command_index(argv)
     if cmd_idx >= len(argv):
         return argv
     name = argv[cmd_idx]
@@ -326,7 +331,8 @@ def _split_interspersed(argv: list[str]) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     args = _split_interspersed(args)
-    first = next((x for x in args if not x.startswith("-")), None)
+    idx = _command_index(args)
+    first = args[idx] if idx < len(args) else None
     parser = build_parser(first if first in TOP_CMDS or first in ("container", "image") else None)
     a = parser.parse_args(args)
     if a.version:
@@ -334,22 +340,24 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if not getattr(a, "fn", None):
         parser.print_help()
-        return 0 if a.command is None else 1
+        return 0 if a.verb is None else 1
+    # docker exits 125 when run/create itself fails (as opposed to the container's own status)
+    failed = 125 if (a.verb if a.verb not in ("container", "image") else getattr(a, "subcommand", None)) \
+        in ("run", "create") else 1
     try:
         from dockyard.client.api import Client
         from dockyard.client.transport import host_from_env
         client = Client(host_from_env(a.host))
         return int(a.fn(client, a))
     except errors.Unavailable as exc:
-        if "Cannot connect" in str(exc):
-            sys.stderr.write(f"{exc}\n")
-        else:
-            sys.stderr.write(f"Error response from daemon: {exc}\n")
-        return 1
+        from dockyard.client.transport import DaemonUnreachable
+        prefix = "" if isinstance(exc, DaemonUnreachable) else "Error response from daemon: "
+        sys.stderr.write(f"{prefix}{exc}\n")
+        return failed if prefix == "" else 1
     except errors.InvalidArgument as exc:
         status = getattr(exc, "status", None)
         sys.stderr.write(f"Error response from daemon: {exc}\n" if status else f"Error: {exc}\n")
-        return 125 if a.command in ("run", "create") else 1
+        return failed
     except errors.DockyardError as exc:
         if getattr(exc, "status", None):
             sys.stderr.write(f"Error response from daemon: {exc}\n")

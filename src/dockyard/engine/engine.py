@@ -253,16 +253,23 @@ class Engine:
                          self.containers.runtime_root(rec.runtime), rec.id, ps_args)
 
     async def rename(self, ref: str, new_name: str) -> None:
-        rec = self.store.get(ref)
-        if not new_name:
+        if not ref or not new_name:
             raise InvalidArgument("Neither old nor new names may be empty")
-        name = validate_name(new_name)
-        if name == rec.name:
+        rec = self.store.get(ref)
+        canonical = new_name if new_name.startswith("/") else "/" + new_name
+        if canonical == "/" + rec.name:
             raise InvalidArgument("Renaming a container with the same name as its current name")
+        # dockerd's texts (compose matches "Error when allocating new name: Conflict.")
+        prefix = "Error when allocating new name: "
+        try:
+            name = validate_name(canonical)
+        except InvalidArgument as exc:
+            raise InvalidArgument(prefix + str(exc)) from exc
         owner = self.store.name_owner(name)
         if owner is not None:
             from dockyard.engine.containers import name_conflict
-            raise name_conflict(name, owner)
+            conflict = name_conflict(name, owner)
+            raise type(conflict)(prefix + str(conflict))
         old = rec.name
         rec.name = name
         self.store.save(rec)

@@ -113,7 +113,7 @@ def linux_resources(res: Resources) -> dict[str, Any]:
         cpu["mems"] = res.cpuset_mems
     if cpu:
         out["cpu"] = cpu
-    if res.pids_limit is not None and res.pids_limit > 0:
+    if res.pids_limit:  # -1 (from `update --pids-limit -1`) lifts a limit: pids.max = max
         out["pids"] = {"limit": res.pids_limit}
     if res.blkio_weight:
         out["blockIO"] = {"weight": res.blkio_weight}

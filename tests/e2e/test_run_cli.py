@@ -137,3 +137,19 @@ def test_run_it_keeps_typeahead(daemon: LiveDaemon) -> None:
                            b"echo TYPED-$((40+2)); exit 5\r")
     assert b"TYPED-42" in out
     assert code == 5
+
+
+def test_mount_stubs_live_in_the_init_layer(daemon: LiveDaemon) -> None:
+    """/etc/hosts, /proc, ... mount points the image lacks are made in ``<id>-init``, as Docker's
+    overlay2 does: the container's own upper dir holds only what its processes wrote."""
+    name = unique("init")
+    daemon.cli("run", "--name", name, "busybox", "sh", "-c", "cat /etc/hosts >/dev/null; echo x > /tmp/f")
+    try:
+        data = json.loads(daemon.cli("inspect", name).stdout)[0]["GraphDriver"]["Data"]
+        upper = Path(data["UpperDir"])
+        found = sorted(str(p.relative_to(upper)) for p in upper.rglob("*"))
+        assert found == ["tmp", "tmp/f"]
+        init_upper = Path(data["LowerDir"].split(":")[0])
+        assert (init_upper / "etc" / "hosts").exists() or not (init_upper / "etc").exists()
+    finally:
+        daemon.cli("rm", name)

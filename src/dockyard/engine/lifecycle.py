@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from dockyard.engine import shims
+from dockyard.engine import initlayer, shims
 from dockyard.engine.containers import ContainerStore, now_rfc3339
 from dockyard.engine.create import (
     atomic_write,
@@ -137,7 +137,7 @@ class ContainerService(RestartPolicies):
         # unpacking may extract layers for seconds: keep the event loop free (the stores are thread-safe)
         top = await asyncio.get_running_loop().run_in_executor(None, self.images.unpack, image_id)
         key = f"container-{cid}"
-        self.snapshots.prepare(key, top)
+        await asyncio.get_running_loop().run_in_executor(None, initlayer.prepare, self.snapshots, key, top)
         cdir = self.cdir(cid)
         try:
             files = write_container_files(cdir, cfg.hostname, host)
@@ -152,7 +152,7 @@ class ContainerService(RestartPolicies):
         except BaseException:
             shutil.rmtree(cdir, ignore_errors=True)
             with contextlib.suppress(DockyardError, OSError):
-                self.snapshots.remove(key)
+                initlayer.remove(self.snapshots, key)
             raise
         self.emit(rec, "create")
         return cid, warnings
@@ -424,8 +424,8 @@ class ContainerService(RestartPolicies):
             with contextlib.suppress(DockyardError):
                 unmount_all(cdir / "rootfs", detach=True)
             shims.remove_state_dir(self.state_dir(rec.id))
-            if rec.snapshot_key and self.snapshots.exists(rec.snapshot_key):
-                self.snapshots.remove(rec.snapshot_key)
+            if rec.snapshot_key:
+                initlayer.remove(self.snapshots, rec.snapshot_key)
             remove_cgroups(self.config.cgroup_parent, rec.id)
             shutil.rmtree(cdir, ignore_errors=True)
             self.store.delete(rec.id)
@@ -481,9 +481,9 @@ class ContainerService(RestartPolicies):
         known = {rec.id for rec in self.store.all()}
         for info in list(self.snapshots.walk()):
             key = str(info.key)
-            if key.startswith("container-") and key[len("container-"):] not in known:
-                with contextlib.suppress(DockyardError, OSError):
-                    self.snapshots.remove(key)
+            if key.startswith("container-") and key[len("container-"):][:64] not in known:
+                with contextlib.suppress(DockyardError, OSError):  # the init layer after its child
+                    initlayer.remove(self.snapshots, key.removesuffix("-init-rw").removesuffix("-init"))
         cdirs = Path(self.config.data_root) / "containers"
         if cdirs.is_dir():
             for d in cdirs.iterdir():

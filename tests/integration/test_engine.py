@@ -124,8 +124,8 @@ def test_lookup_by_name_prefix_and_generated_names(tmp_path: Path, runtime: str)
         assert "_" in engine.get_container(other).name
         await engine.rename(other, "renamed")
         assert engine.get_container("renamed").id == other
-        with pytest.raises(AlreadyExists, match='^Error when allocating new name: Conflict. The container '
-                                                 'name "/web-1" is already in use'):
+        with pytest.raises(AlreadyExists, match=r'^Error when allocating new name: Conflict\. The container '
+                                                 r'name "/web-1" is already in use'):
             await engine.rename(other, "web-1")
         with pytest.raises(InvalidArgument, match=r"^Error when allocating new name: Invalid container "
                                                   r"name \(/bad name\)"):

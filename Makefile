@@ -31,10 +31,11 @@ daemon: install
 stop-daemon:
 	-@[ -f /run/dockyard/dockyardd.pid ] && kill $$(cat /run/dockyard/dockyardd.pid) || true
 
+# The main job: base image from Debian's busybox, build the bundled example, run it.
 run: daemon
 	$(BIN)/dockyard bootstrap busybox
-	$(BIN)/dockyard run --rm --name dockyard-hello-$$$$ busybox \
-		sh -c 'echo "hello from $$(hostname), pid $$$$ in its own namespaces; uname: $$(uname -sr)"; ls /'
+	$(BIN)/dockyard build --progress=plain -t dockyard-hello examples/hello
+	$(BIN)/dockyard run --rm --name dockyard-hello-$$$$ dockyard-hello ./serve.sh once
 
 test: install
 	@$(BIN)/python -m compileall -q src >/dev/null

@@ -53,9 +53,11 @@ class LiveDaemon:
         return res
 
     def docker(self, *args: str, input: bytes | None = None, timeout: float = 60,
-               check: bool = True) -> subprocess.CompletedProcess[bytes]:
+               check: bool = True, env_extra: dict[str, str] | None = None
+               ) -> subprocess.CompletedProcess[bytes]:
         """Run the stock docker CLI against this daemon."""
         env = {k: v for k, v in os.environ.items() if not k.startswith("DOCKER_")}
+        env.update(env_extra or {})
         env["DOCKER_HOST"] = self.host
         env["DOCKER_CONFIG"] = str(self.data_root.parent / "docker-config")
         res = subprocess.run(["docker", *args], input=input, capture_output=True, timeout=timeout, env=env)

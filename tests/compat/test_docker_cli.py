@@ -152,3 +152,28 @@ def test_docker_update_pids_limit_and_rename_errors(daemon: LiveDaemon) -> None:
                 f'"/{name}" is already in use') in res.stderr.decode()
     finally:
         daemon.docker("rm", "-f", name, other, check=False)
+
+
+def test_docker_build_classic_builder_same_image(daemon: LiveDaemon, tmp_path) -> None:
+    """``DOCKER_BUILDKIT=0 docker build`` speaks POST /build's classic stream; on the same context
+    it gets the image ``dockyard build`` made (every step a cache hit), and a fresh build works."""
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text("FROM busybox\nCOPY msg.txt /msg.txt\nRUN cp /msg.txt /copy.txt\n"
+                                    'CMD ["cat", "/copy.txt"]\n')
+    (ctx / "msg.txt").write_text("built by the docker CLI\n")
+    ours, theirs = unique("dybuild"), unique("dkbuild")
+    legacy = {"DOCKER_BUILDKIT": "0"}
+    try:
+        first = daemon.cli("build", "-q", "-t", ours, str(ctx)).stdout.decode().strip()
+        res = daemon.docker("build", "-t", theirs, str(ctx), env_extra=legacy)
+        out = res.stdout.decode()
+        assert "Step 1/4 : FROM busybox" in out and "Using cache" in out
+        assert f"Successfully tagged {theirs}:latest" in out
+        assert daemon.docker("image", "inspect", "-f", "{{.Id}}", theirs).stdout.decode().strip() == first
+        assert daemon.docker("run", "--rm", theirs).stdout == b"built by the docker CLI\n"
+        fail = daemon.docker("build", "--no-cache", "-f", "-", str(ctx), env_extra=legacy, check=False,
+                             input=b"FROM busybox\nRUN exit 4\n")
+        assert fail.returncode != 0 and b"returned a non-zero code: 4" in fail.stderr
+    finally:
+        daemon.docker("rmi", ours, theirs, check=False)

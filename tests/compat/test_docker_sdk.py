@@ -49,3 +49,22 @@ def test_sdk_errors(client) -> None:  # type: ignore[no-untyped-def]
         client.containers.run("no-such-image-" + unique(), "true")
     img = client.images.get("busybox")
     assert "busybox:latest" in img.tags
+
+
+def test_sdk_images_build(client, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text("FROM busybox\nARG WHO=nobody\nRUN echo \"hi $WHO\" > /hi\n"
+                                    'CMD ["cat", "/hi"]\n')
+    tag = unique("sdkbuild")
+    image, logs = client.images.build(path=str(ctx), tag=tag, buildargs={"WHO": "sdk"}, rm=True)
+    try:
+        assert any("Step 1/4" in (chunk.get("stream") or "") for chunk in logs)
+        assert image.id.startswith("sha256:") and f"{tag}:latest" in image.tags
+        assert client.containers.run(tag, remove=True) == b"hi sdk\n"
+        again, _ = client.images.build(path=str(ctx), tag=tag, buildargs={"WHO": "sdk"})
+        assert again.id == image.id  # every step from the cache: the same image
+        with pytest.raises(docker.errors.BuildError, match="returned a non-zero code: 5"):
+            client.images.build(fileobj=__import__("io").BytesIO(b"FROM busybox\nRUN exit 5\n"))
+    finally:
+        client.images.remove(tag, force=True)

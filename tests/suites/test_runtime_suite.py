@@ -247,6 +247,20 @@ def test_process_attributes(runtime: Runtime) -> None:
     assert out["cwd"] == "/tmp home=/root"
 
 
+def test_new_network_namespace_has_loopback_up(runtime: Runtime) -> None:
+    c = runtime.bundle(["sh", "-c", "ip addr show lo; ping -c 1 -W 1 127.0.0.1 >/dev/null && echo ping=ok"])
+    assert run_to_exit(c) == 0
+    out = c.output()
+    assert "UP" in out.splitlines()[0] and "inet 127.0.0.1/8" in out and "ping=ok" in out
+
+
+def test_relative_executable_is_found_from_cwd(runtime: Runtime) -> None:
+    """``./prog`` names a file in process.cwd (``docker run img ./serve.sh`` with a WORKDIR)."""
+    c = runtime.bundle(["./busybox", "echo", "from-cwd"], process={"cwd": "/bin"})
+    assert run_to_exit(c) == 0
+    assert c.output().strip() == "from-cwd"
+
+
 def test_create_fails_cleanly_for_missing_executable(runtime: Runtime) -> None:
     c = runtime.bundle(["/bin/does-not-exist"])
     res = runtime.run("create", "--bundle", str(c.bundle), "--pid-file", str(c.pid_file), c.id)

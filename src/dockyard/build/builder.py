@@ -20,7 +20,7 @@ from dockyard.build.dockerfile.instructions import Arg, Instruction, Plan, Stage
 from dockyard.build.dockerfile.parser import parse
 from dockyard.build.dockerfile.shell import Lex
 from dockyard.build.layers import LayerStore
-from dockyard.build.options import PROXY_ARGS, BuildFailed, BuildOptions, Executor, Progress
+from dockyard.build.options import PROXY_ARGS, BuildOptions, Executor, Progress
 from dockyard.build.state import State
 from dockyard.errors import InvalidArgument
 from dockyard.images.util import host_arch

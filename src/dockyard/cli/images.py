@@ -156,6 +156,9 @@ class HistoryRow:
     def Comment(self) -> str:
         return str(self.h.get("Comment", ""))
 
+    def to_json(self) -> dict[str, str]:
+        return {k: getattr(self, k) for k in ("Comment", "CreatedAt", "CreatedBy", "CreatedSince", "ID", "Size")}
+
 
 def cmd_history(c: Client, a: argparse.Namespace) -> int:
     rows = [HistoryRow(h, not a.no_trunc, a.human != "false") for h in c.history(a.image)]

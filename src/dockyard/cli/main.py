@@ -264,13 +264,35 @@ CONTAINER_CMDS: dict[str, Callable[[argparse.ArgumentParser], None]] = {
     "unpause": _simple("", "unpause"),
     "update": _update,
 }
+def _build(p: argparse.ArgumentParser) -> None:
+    from dockyard.cli.build import add_build_flags
+    add_build_flags(p)
+
+
+def _bprune(p: argparse.ArgumentParser) -> None:
+    from dockyard.cli.build import add_prune_flags
+    add_prune_flags(p)
+
+
 IMAGE_CMDS: dict[str, Callable[[argparse.ArgumentParser], None]] = {
     "ls": _images, "rm": _rmi, "tag": _tag, "history": _history, "load": _load, "save": _save,
-    "import": _import, "prune": _iprune, "inspect": _inspect("image"),
+    "import": _import, "prune": _iprune, "inspect": _inspect("image"), "build": _build,
 }
+BUILDER_CMDS: dict[str, Callable[[argparse.ArgumentParser], None]] = {"build": _build, "prune": _bprune}
+
+
+def _df(p: argparse.ArgumentParser) -> None:
+    from dockyard.cli.system import add_df_flags
+    add_df_flags(p)
+
+
+SYSTEM_CMDS: dict[str, Callable[[argparse.ArgumentParser], None]] = {
+    "df": _df, "info": _fmt_only("cmd_info"), "events": _events,
+}
+GROUPS = ("container", "image", "builder", "system")
 TOP_CMDS: dict[str, Callable[[argparse.ArgumentParser], None]] = {
     **CONTAINER_CMDS, "inspect": _inspect(None), "images": _images, "rmi": _rmi, "tag": _tag,
-    "history": _history, "load": _load, "save": _save, "import": _import,
+    "history": _history, "load": _load, "save": _save, "import": _import, "build": _build,
     "version": _fmt_only("cmd_version"), "info": _fmt_only("cmd_info"), "events": _events,
     "bootstrap": _bootstrap,
 }
@@ -287,7 +309,8 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         if only is None or only == name:
             setup(sub.add_parser(name, add_help=name not in ("run", "create")))
     for group, cmds in (("container", {**CONTAINER_CMDS, "ls": _ps, "inspect": _inspect("container"),
-                                       "prune": _cprune}), ("image", IMAGE_CMDS)):
+                                       "prune": _cprune}), ("image", IMAGE_CMDS),
+                        ("builder", BUILDER_CMDS), ("system", SYSTEM_CMDS)):
         if only is not None and only != group:
             continue
         gp = sub.add_parser(group)
@@ -333,7 +356,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _split_interspersed(args)
     idx = _command_index(args)
     first = args[idx] if idx < len(args) else None
-    parser = build_parser(first if first in TOP_CMDS or first in ("container", "image") else None)
+    parser = build_parser(first if first in TOP_CMDS or first in GROUPS else None)
     a = parser.parse_args(args)
     if a.version:
         print("Dockyard version 0.1.0")
@@ -342,7 +365,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 0 if a.verb is None else 1
     # docker exits 125 when run/create itself fails (as opposed to the container's own status)
-    failed = 125 if (a.verb if a.verb not in ("container", "image") else getattr(a, "subcommand", None)) \
+    failed = 125 if (a.verb if a.verb not in GROUPS else getattr(a, "subcommand", None)) \
         in ("run", "create") else 1
     try:
         from dockyard.client.api import Client

@@ -162,6 +162,17 @@ class Client:
     def save(self, names: list[str]) -> Response:
         return self.t.request("GET", "/images/get", {"names": names})
 
+    def disk_usage(self) -> dict[str, Any]:
+        return self.t.request("GET", "/system/df").json() or {}
+
+    def build(self, context: BinaryIO, params: Mapping[str, Any]) -> Response:
+        """POST /build with the context tar; the response is Docker's JSON progress stream."""
+        return self.t.request("POST", "/build", params, body=context)
+
+    def prune_build_cache(self, all: bool, filters: Mapping[str, list[str]] | None) -> dict[str, Any]:
+        return self.t.request("POST", "/build/prune", {"all": all or None,
+                                                       "filters": _filters(filters)}).json() or {}
+
     def import_image(self, src: BinaryIO | bytes, repo: str | None, tag: str | None,
                      changes: list[str], message: str | None) -> Response:
         params = {"fromSrc": "-", "repo": repo, "tag": tag, "changes": changes or None,

@@ -8,7 +8,7 @@ import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dockyard.engine import shims
 from dockyard.engine.containers import ContainerStore, parse_rfc3339
@@ -41,6 +41,9 @@ from dockyard.engine.types import (
 from dockyard.errors import Conflict, InvalidArgument, NotFound
 from dockyard.metadata import Database
 from dockyard.oci import reference
+
+if TYPE_CHECKING:
+    from dockyard.build.options import BuildOptions, Progress
 
 
 def _default_runtimes() -> dict[str, str]:
@@ -430,6 +433,18 @@ class Engine:
         await loop.run_in_executor(None, save)
         for name in names:
             self.bus.publish("image", "save", name, {"name": name})
+
+    async def build_image(self, body: Path, opts: BuildOptions, progress: Progress) -> str:
+        from dockyard.engine.builds import build_image
+        return await build_image(self, body, opts, progress)
+
+    async def disk_usage(self, types: set[str]) -> Any:
+        from dockyard.engine.diskusage import disk_usage
+        return await asyncio.to_thread(disk_usage, self, types)
+
+    async def prune_build_cache(self, all: bool, filters: dict[str, list[str]]) -> PruneReport:
+        from dockyard.engine.builds import prune_cache
+        return await asyncio.to_thread(prune_cache, self, filters)
 
     async def import_image(self, path: Path, repo: str = "", tag: str = "",
                            changes: list[str] | None = None, message: str = "") -> str:

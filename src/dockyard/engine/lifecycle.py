@@ -108,7 +108,10 @@ class ContainerService(RestartPolicies):
         self.events.publish("container", action, rec.id, attrs)
 
     # -- create -----------------------------------------------------------------------------
-    async def create(self, opts: CreateOptions) -> tuple[str, list[str]]:
+    async def create(self, opts: CreateOptions,
+                     base: tuple[str, dict[str, Any], str | None] | None = None) -> tuple[str, list[str]]:
+        """``base`` (builds only): (image ID to record, image config, top chain ID) of a build
+        step's state, which is not a registered image."""
         host = opts.host_config
         name = validate_name(opts.name) if opts.name else generate_name(
             lambda n: self.store.name_owner(n) is not None)
@@ -118,10 +121,13 @@ class ContainerService(RestartPolicies):
             raise name_conflict(name, owner)
         runtime = host.runtime or self.config.default_runtime
         self.runtime_path(runtime)
-        if not opts.config.image:
-            raise InvalidArgument("config.Image must not be empty")
-        image_id = self.images.resolve(opts.config.image)
-        image_config = self.images.config(image_id)
+        if base is not None:
+            image_id, image_config = base[0], base[1]
+        else:
+            if not opts.config.image:
+                raise InvalidArgument("config.Image must not be empty")
+            image_id = self.images.resolve(opts.config.image)
+            image_config = self.images.config(image_id)
         cfg = merge_image_config(opts.config, image_config)
         warnings = validate_host_config(host, cfg, ncpu())
         path, args = command_line(cfg)
@@ -135,7 +141,8 @@ class ContainerService(RestartPolicies):
         if host.init is None:
             host.init = False
         # unpacking may extract layers for seconds: keep the event loop free (the stores are thread-safe)
-        top = await asyncio.get_running_loop().run_in_executor(None, self.images.unpack, image_id)
+        top = base[2] if base is not None else await asyncio.get_running_loop().run_in_executor(
+            None, self.images.unpack, image_id)
         key = f"container-{cid}"
         await asyncio.get_running_loop().run_in_executor(None, initlayer.prepare, self.snapshots, key, top)
         cdir = self.cdir(cid)

@@ -45,4 +45,17 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (lease_id, kind, ref)
     );
     """,
+    # 2: the build cache: one row per build step, keyed by its input state and instruction
+    """
+    CREATE TABLE build_cache (
+        key TEXT PRIMARY KEY,           -- sha256 over the parent state ID and the step's cache string
+        parent TEXT NOT NULL,           -- state ID (config digest) the step started from
+        result TEXT NOT NULL,           -- state ID after the step (its config is a blob in content/)
+        description TEXT NOT NULL,      -- the instruction, for `builder prune` and `system df`
+        size INTEGER NOT NULL DEFAULT 0,-- bytes of the layer the step added (0 for metadata steps)
+        created REAL NOT NULL,
+        last_used REAL NOT NULL
+    );
+    CREATE INDEX build_cache_result ON build_cache(result);
+    """,
 ]

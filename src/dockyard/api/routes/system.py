@@ -1,6 +1,9 @@
-"""``/_ping``, ``/version``, ``/info``, ``/events``."""
+"""``/_ping``, ``/version``, ``/info``, ``/events``, ``/system/df``."""
 
 from __future__ import annotations
+
+import time
+from typing import Any
 
 from aiohttp import web
 
@@ -8,6 +11,7 @@ from dockyard.api.models_images import render_event, render_info, render_version
 from dockyard.api.routes.common import Routes, aiterate, call, engine, json_response, qfilters
 from dockyard.api.streams import json_line
 from dockyard.api.timefmt import parse_time_param
+from dockyard.errors import InvalidArgument
 
 _PING_HEADERS = {"Cache-Control": "no-cache, no-store, must-revalidate", "Pragma": "no-cache",
                  "Builder-Version": "1"}
@@ -45,10 +49,42 @@ async def events(request: web.Request) -> web.StreamResponse:
     return resp
 
 
+def _rfc3339(ts: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ts)) + f".{int(ts % 1 * 1e9):09d}Z"
+
+
+async def disk_usage(request: web.Request) -> web.Response:
+    from dockyard.api.models import render_summary
+    from dockyard.api.models_images import render_image_summary
+
+    types = set(request.query.getall("type", []))
+    bad = types - {"container", "image", "volume", "build-cache"}
+    if bad:
+        raise InvalidArgument(f"invalid type: {sorted(bad)[0]}")
+    du = await call(engine(request).disk_usage, types)
+    body: dict[str, Any] = {}
+    if not types or "image" in types:
+        body["LayersSize"] = du.layers_size
+        body["Images"] = [render_image_summary(i) for i in du.images]
+    if not types or "container" in types:
+        body["Containers"] = [{**render_summary(rec), "SizeRw": size, "SizeRootFs": size}
+                              for rec, size in du.containers]
+    if not types or "volume" in types:
+        body["Volumes"] = []
+    if not types or "build-cache" in types:
+        body["BuildCache"] = [{
+            "ID": b.id, "Parent": b.parent, "Parents": [b.parent], "Type": "regular",
+            "Description": b.description, "InUse": b.in_use, "Shared": False, "Size": b.size,
+            "CreatedAt": _rfc3339(b.created), "LastUsedAt": _rfc3339(b.last_used), "UsageCount": 1,
+        } for b in du.build_cache]
+    return json_response(body)
+
+
 ROUTES: Routes = [
     ("GET", "/_ping", ping),
     ("HEAD", "/_ping", ping),
     ("GET", "/version", version),
     ("GET", "/info", info),
     ("GET", "/events", events),
+    ("GET", "/system/df", disk_usage),
 ]

@@ -25,4 +25,4 @@ def parse_duration(text: str) -> int:
         pos = m.end()
     if pos == 0:
         raise ValueError(f"time: invalid duration {text!r}")
-    return sign * int(round(total))
+    return sign * round(total)

@@ -230,7 +230,7 @@ def parse_instruction(node: Node, name: str = "Dockerfile") -> Instruction:
     where = f"{name}:{node.start_line}"
     flags = _flags(node, where)
     args = list(node.args)
-    base = (node.start_line, " ".join(node.original.split()) if "\n" in node.original else node.original)
+    base = (node.start_line, node.original)
     cmd = node.cmd
     if cmd == "from":
         if len(args) not in (1, 3) or (len(args) == 3 and args[1].lower() != "as"):
@@ -269,8 +269,13 @@ def parse_instruction(node: Node, name: str = "Dockerfile") -> Instruction:
     if cmd in ("workdir", "user", "stopsignal", "maintainer"):
         if len(args) != 1:
             raise DockerfileError(f"{where}: {cmd.upper()} requires exactly one argument")
-        return {"workdir": Workdir, "user": User, "stopsignal": Stopsignal,
-                "maintainer": Maintainer}[cmd](*base, args[0])  # type: ignore[abstract]
+        if cmd == "workdir":
+            return Workdir(*base, path=args[0])
+        if cmd == "user":
+            return User(*base, user=args[0])
+        if cmd == "stopsignal":
+            return Stopsignal(*base, signal=args[0])
+        return Maintainer(*base, name=args[0])
     if cmd == "expose":
         if not args:
             raise DockerfileError(f"{where}: EXPOSE requires at least one argument")
@@ -307,13 +312,13 @@ def _copy(node: Node, flags: dict[str, list[str]], args: list[str], base: tuple[
     if len(args) < 2:
         raise DockerfileError(f"{where}: {node.cmd.upper()} requires at least two arguments, but only one "
                               "was provided. Destination could not be determined.")
-    common = dict(sources=sources, dest=args[-1], chown=_one(flags, "chown"), chmod=_one(flags, "chmod"),
-                  link=_bool(flags, "link", where), parents=_bool(flags, "parents", where),
-                  excludes=flags.get("exclude", []), heredocs=node.heredocs)
+    copy = Copy(*base, sources=sources, dest=args[-1], chown=_one(flags, "chown"), chmod=_one(flags, "chmod"),
+                link=_bool(flags, "link", where), parents=_bool(flags, "parents", where),
+                excludes=flags.get("exclude", []), heredocs=node.heredocs)
     if node.cmd == "copy":
-        return Copy(*base, from_=_one(flags, "from"), **common)  # type: ignore[arg-type]
-    return Add(*base, checksum=_one(flags, "checksum"),  # type: ignore[arg-type]
-               keep_git_dir=_bool(flags, "keep-git-dir", where), **common)
+        return dataclasses.replace(copy, from_=_one(flags, "from"))
+    return Add(**{f.name: getattr(copy, f.name) for f in dataclasses.fields(copy)},
+               checksum=_one(flags, "checksum"), keep_git_dir=_bool(flags, "keep-git-dir", where))
 
 
 def _healthcheck(node: Node, flags: dict[str, list[str]], args: list[str], base: tuple[int, str],
@@ -348,7 +353,9 @@ def _healthcheck(node: Node, flags: dict[str, list[str]], args: list[str], base:
         raise DockerfileError(f"{where}: invalid --retries value {retries_text!r}") from exc
     if retries < 0:
         raise DockerfileError(f"{where}: --retries cannot be negative ({retries})")
-    return Healthcheck(*base, test=test, retries=retries, **durations)
+    return Healthcheck(*base, test=test, retries=retries, interval=durations["interval"],
+                       timeout=durations["timeout"], start_period=durations["start_period"],
+                       start_interval=durations["start_interval"])
 
 
 def plan(df: Dockerfile, name: str = "Dockerfile") -> Plan:

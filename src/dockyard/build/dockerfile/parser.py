@@ -322,7 +322,6 @@ def parse(text: str, name: str = "Dockerfile") -> Dockerfile:
         if _is_comment(raw) or not raw.strip():
             continue
         line = raw.lstrip()
-        original = [line]
         ended = not continuation.search(line)
         line = continuation.sub("", line)
         empty_continuation = False
@@ -335,14 +334,13 @@ def parse(text: str, name: str = "Dockerfile") -> Dockerfile:
             if not nxt.strip():
                 empty_continuation = True
                 continue
-            original.append(nxt)
             ended = not continuation.search(nxt)
             line += continuation.sub("", nxt)
         if empty_continuation:
             warnings.append(f"{name}:{start}: empty continuation line found in: {line.strip()[:60]}")
         if not line.strip():
             continue
-        node = _node(line, escape, name, start, src.number, "\n".join(original))
+        node = _node(line, escape, name, start, src.number, line.strip())
         if node.cmd in HEREDOC_INSTRUCTIONS:
             node = _read_heredocs(node, src, escape, name)
         nodes.append(node)

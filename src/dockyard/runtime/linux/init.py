@@ -61,12 +61,14 @@ def env_dict(proc: dict[str, Any]) -> dict[str, str]:
     return env
 
 
-def lookpath(name: str, env: dict[str, str]) -> str:
-    """Resolve args[0] as execvp would, inside the container (after pivot_root / setns)."""
+def lookpath(name: str, env: dict[str, str], cwd: str = "/") -> str:
+    """Resolve args[0] as execvp would, inside the container (after pivot_root / setns); a
+    relative path ("./run.sh") is relative to the process's cwd, where it will be exec'd from."""
     if "/" in name:
-        if not os.access(name, os.X_OK):
+        full = os.path.join(cwd or "/", name)
+        if not os.access(full, os.X_OK):
             raise ProcessError(f'exec: "{name}": stat {name}: no such file or directory'
-                               if not os.path.exists(name) else f'exec: "{name}": permission denied')
+                               if not os.path.exists(full) else f'exec: "{name}": permission denied')
         return name
     for d in (env.get("PATH") or DEFAULT_PATH).split(":"):
         cand = os.path.join(d or ".", name)
@@ -264,7 +266,7 @@ def _init(spec: dict[str, Any], bundle: str, fifo: str, cgroup: Cgroup, sync_w: 
         setup_console(console_fd, proc)
     rootfs.finalize(spec)
     env = env_dict(proc)
-    path = lookpath(proc["args"][0], env)
+    path = lookpath(proc["args"][0], env, proc.get("cwd") or "/")
     send(sync_w, ready=True)
     try:
         wfd = os.open(f"/proc/self/fd/{fifo_fd}", os.O_WRONLY | os.O_CLOEXEC)
@@ -307,7 +309,7 @@ def exec_child(init_pid: int, proc: dict[str, Any], cgroup: Cgroup, sync_w: int,
             setup_console(console_fd, proc)
         apply_limits(proc)
         env = env_dict(proc)
-        path = lookpath(proc["args"][0], env)
+        path = lookpath(proc["args"][0], env, proc.get("cwd") or "/")
         finish_and_exec(proc, path, env, preserve_fds, sec)
     except BaseException as exc:
         try:

@@ -69,7 +69,25 @@ def enter(wanted: dict[str, str]) -> bool:
             new |= flag
     if new:
         unshare(new)
+    if "network" in wanted and not wanted["network"]:
+        loopback_up()  # a new network namespace starts with lo down; runc brings it up too
     return "pid" in wanted
+
+
+def loopback_up() -> None:
+    """Set IFF_UP on ``lo`` in the current network namespace (SIOCGIFFLAGS/SIOCSIFFLAGS)."""
+    import fcntl
+    import socket
+    import struct
+
+    siocgifflags, siocsifflags, iff_up = 0x8913, 0x8914, 0x1
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        try:
+            req = fcntl.ioctl(sock, siocgifflags, struct.pack("16sh14x", b"lo", 0))
+            flags = struct.unpack("16sh14x", req)[1]
+            fcntl.ioctl(sock, siocsifflags, struct.pack("16sh14x", b"lo", flags | iff_up))
+        except OSError as exc:
+            raise InvalidArgument(f"cannot bring up the loopback interface: {exc.strerror}") from exc
 
 
 def join_process(pid: int, kinds: list[str]) -> None:

@@ -1,0 +1,152 @@
+"""``POST /build`` (Docker's classic builder protocol) and ``POST /build/prune``.
+
+The body is the context tar. Progress goes out as Docker's JSON stream (``{"stream": ...}``,
+``{"aux": {"ID": ...}}``, ``{"errorDetail": ...}``); an error that happens before the first progress
+line (a bad flag, an unparsable Dockerfile, a missing context file) is a plain HTTP error instead,
+so clients print "Error response from daemon: ..." as they do with dockerd.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from typing import Any
+
+from aiohttp import web
+
+from dockyard.api.routes.common import Routes, call, engine, json_response, qbool, qfilters, qstr
+from dockyard.api.routes.images import _spool
+from dockyard.api.streams import json_line
+from dockyard.build.options import BuildFailed, BuildOptions
+from dockyard.errors import InvalidArgument
+from dockyard.images.util import short_id
+from dockyard.oci import reference
+
+_DONE = object()
+
+
+class QueueProgress:
+    def __init__(self) -> None:
+        self.queue: asyncio.Queue[Any] = asyncio.Queue()
+
+    def stream(self, text: str) -> None:
+        self.queue.put_nowait(json_line({"stream": text}))
+
+    def aux(self, data: dict[str, object]) -> None:
+        self.queue.put_nowait(json_line({"aux": data}))
+
+
+def _json_param(request: web.Request, name: str, kind: type) -> Any:
+    raw = qstr(request, name)
+    if not raw:
+        return kind()
+    try:
+        value = json.loads(raw)
+    except ValueError as exc:
+        raise InvalidArgument(f"invalid {name} parameter: {exc}") from exc
+    if not isinstance(value, kind):
+        raise InvalidArgument(f"invalid {name} parameter: expected a JSON {kind.__name__}")
+    return value
+
+
+def build_options(request: web.Request) -> BuildOptions:
+    if qstr(request, "remote"):
+        raise InvalidArgument("remote build contexts are not supported; send the context as the body")
+    if qstr(request, "version") == "2":
+        raise InvalidArgument("BuildKit sessions are not supported: use the classic builder "
+                              "(DOCKER_BUILDKIT=0)")
+    args = _json_param(request, "buildargs", dict)
+    labels = _json_param(request, "labels", dict)
+    shm = qstr(request, "shmsize")
+    try:
+        shm_size = int(shm) if shm else 0
+    except ValueError as exc:
+        raise InvalidArgument(f"invalid shmsize: {shm}") from exc
+    network = qstr(request, "networkmode") or "default"
+    return BuildOptions(
+        context=None,  # type: ignore[arg-type]  # set once the body is unpacked
+        dockerfile="",
+        dockerfile_name=qstr(request, "dockerfile") or "Dockerfile",
+        tags=request.query.getall("t", []),
+        build_args={str(k): (None if v is None else str(v)) for k, v in args.items()},
+        labels={str(k): str(v) for k, v in labels.items()},
+        target=qstr(request, "target") or None,
+        no_cache=qbool(request, "nocache"),
+        cache_from=list(_json_param(request, "cachefrom", list)),
+        network_mode=network,
+        extra_hosts=[h for h in qstr(request, "extrahosts").split(",") if h],
+        shm_size=shm_size,
+        platform=qstr(request, "platform"),
+        quiet=qbool(request, "q"),
+    )
+
+
+async def build(request: web.Request) -> web.StreamResponse:
+    opts = build_options(request)
+    for tag in opts.tags:
+        reference.parse(tag)  # "invalid reference format" before the body is even read
+    body = await _spool(request, "build-")
+    progress = QueueProgress()
+    task = asyncio.ensure_future(engine(request).build_image(body, opts, progress))
+    task.add_done_callback(lambda _: progress.queue.put_nowait(_DONE))
+    resp: web.StreamResponse | None = None
+    try:
+        while True:
+            try:
+                item = await asyncio.wait_for(progress.queue.get(), 1.0)
+            except TimeoutError:
+                if request.transport is None or request.transport.is_closing():
+                    task.cancel()  # the client went away: stop and clean up
+                    with contextlib.suppress(BaseException):
+                        await task
+                    return web.Response(status=499)
+                continue
+            if item is _DONE:
+                break
+            if resp is None:
+                resp = web.StreamResponse(headers={"Content-Type": "application/json"})
+                await resp.prepare(request)
+            await resp.write(item)
+        exc = task.exception()
+        if exc is not None and resp is None and not isinstance(exc, BuildFailed):
+            raise exc  # nothing streamed yet: a plain HTTP error with the right status
+        if resp is None:
+            resp = web.StreamResponse(headers={"Content-Type": "application/json"})
+            await resp.prepare(request)
+        if exc is not None:
+            code = getattr(exc, "code", 1) if isinstance(exc, BuildFailed) else 1
+            msg = str(exc)
+            await resp.write(json_line({"errorDetail": {"code": code, "message": msg}, "error": msg}))
+        else:
+            image_id = task.result()
+            await resp.write(json_line({"aux": {"ID": image_id}}))
+            if opts.quiet:
+                await resp.write(json_line({"stream": image_id + "\n"}))
+            else:
+                await resp.write(json_line({"stream": f"Successfully built {short_id(image_id)}\n"}))
+                for tag in opts.tags:
+                    await resp.write(json_line({"stream": f"Successfully tagged "
+                                                          f"{reference.parse(tag).familiar()}\n"}))
+        await resp.write_eof()
+        return resp
+    except (ConnectionResetError, asyncio.CancelledError):
+        task.cancel()
+        with contextlib.suppress(BaseException):
+            await task
+        raise
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            body.unlink()
+
+
+async def prune(request: web.Request) -> web.Response:
+    report = await call(engine(request).prune_build_cache, qbool(request, "all"), qfilters(request))
+    return json_response({"CachesDeleted": report.deleted or None, "SpaceReclaimed": report.space_reclaimed})
+
+
+ROUTES: Routes = [
+    ("POST", "/build", build),
+    ("POST", "/build/prune", prune),
+]
+

@@ -200,3 +200,152 @@ def test_failures_leave_nothing_behind(daemon: LiveDaemon, tmp_path: Path) -> No
     res = daemon.cli("build", str(ctx), check=False)
     assert res.returncode == 1 and b"nosuchimage-xyz" in res.stderr
     assert _state(daemon) == before
+
+
+MORE = r"""FROM scratch AS files
+COPY --parents keep/a/one.txt keep/b/two.txt /tree/
+COPY --exclude=*.log logs/ /logs/
+
+FROM --platform=$BUILDPLATFORM busybox AS base
+MAINTAINER someone@example.com
+ONBUILD RUN echo triggered > /onbuild.txt
+
+FROM base
+COPY --from=files /tree /tree
+COPY --from=files /logs /logs
+COPY --link --chmod=0755 <<-EOT /usr/local/bin/hello
+	#!/bin/sh
+	echo "hello $1"
+	EOT
+COPY <<'RAW' /raw.txt
+$HOME stays
+RAW
+RUN --mount=type=bind,source=keep,target=/ctx cat /ctx/a/one.txt > /bound.txt && test ! -e /ctx/x
+RUN --network=none ip link | grep -c ': ' > /links.txt
+ADD keep/b/ /added/
+STOPSIGNAL 9
+"""
+
+
+def test_build_more_instructions(daemon: LiveDaemon, tmp_path: Path) -> None:
+    tag = unique("more")
+    ctx = tmp_path / "ctx"
+    (ctx / "keep" / "a").mkdir(parents=True)
+    (ctx / "keep" / "b").mkdir()
+    (ctx / "logs").mkdir()
+    (ctx / "keep" / "a" / "one.txt").write_text("one\n")
+    (ctx / "keep" / "b" / "two.txt").write_text("two\n")
+    (ctx / "logs" / "keep.txt").write_text("kept\n")
+    (ctx / "logs" / "drop.log").write_text("dropped\n")
+    (ctx / "Dockerfile").write_text(MORE)
+    out = daemon.cli("build", "--progress=plain", "-t", tag, str(ctx)).stdout.decode()
+    assert "# Executing 1 build trigger" in out
+    try:
+        info = _inspect(daemon, tag)
+        assert info["Author"] == "someone@example.com" and info["Config"]["StopSignal"] == "9"
+        assert info["Config"]["OnBuild"] is None  # triggers ran and are not inherited further
+        files = daemon.cli("run", "--rm", tag, "sh", "-c",
+                           "cat /onbuild.txt /tree/keep/a/one.txt /tree/keep/b/two.txt /logs/keep.txt "
+                           "/bound.txt /raw.txt /links.txt /added/two.txt; ls /logs; hello there").stdout
+        assert files.decode().split("\n") == [
+            "triggered", "one", "two", "kept", "one", "$HOME stays", "1", "two", "keep.txt", "hello there", ""]
+        mode = daemon.cli("run", "--rm", tag, "stat", "-c", "%a", "/usr/local/bin/hello").stdout
+        assert mode == b"755\n"
+    finally:
+        daemon.cli("rmi", tag, check=False)
+
+
+def test_builder_prune_and_system_df(daemon: LiveDaemon, tmp_path: Path) -> None:
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    marker = unique("prune")
+    (ctx / "Dockerfile").write_text(f"FROM busybox\nRUN echo {marker} > /m && head -c 100000 /dev/zero > /z\n")
+    image = daemon.cli("build", "-q", str(ctx)).stdout.decode().strip()
+    df = daemon.cli("system", "df").stdout.decode()
+    assert df.splitlines()[0].split() == ["TYPE", "TOTAL", "ACTIVE", "SIZE", "RECLAIMABLE"]
+    assert any(line.startswith("Build Cache") for line in df.splitlines())
+    verbose = daemon.cli("system", "df", "-v").stdout.decode()
+    assert marker in verbose  # the RUN step's cache entry, described
+    daemon.cli("rmi", image)
+    res = daemon.cli("builder", "prune", "-f").stdout.decode()
+    assert "Total reclaimed space:" in res and "Deleted build cache objects:" in res
+    assert marker not in daemon.cli("system", "df", "-v").stdout.decode()
+    again = daemon.cli("build", "--progress=plain", str(ctx)).stdout.decode()
+    assert "Using cache" not in again  # the cache really went
+    daemon.cli("rmi", again.strip().split()[-1], check=False)
+
+
+def test_cancelled_build_cleans_up(daemon: LiveDaemon, tmp_path: Path) -> None:
+    import subprocess
+    import time
+
+    from tests.conftest import BIN
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    marker = unique("slow")
+    (ctx / "Dockerfile").write_text(f"FROM busybox\nRUN echo {marker} && sleep 60\n")
+    before = _state(daemon)
+    proc = subprocess.Popen([str(BIN / "dockyard"), "-H", daemon.host, "build", "--progress=plain", str(ctx)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        if marker.encode() in line and b"RUN" not in line:
+            break  # the RUN container is running
+    proc.kill()
+    proc.wait()
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and _state(daemon) != before:
+        time.sleep(0.2)
+    assert _state(daemon) == before
+
+
+def test_add_url_over_loopback_and_refused_without_network(daemon: LiveDaemon, tmp_path: Path) -> None:
+    import http.server
+    import threading
+
+    served = tmp_path / "served"
+    served.mkdir()
+    (served / "payload.txt").write_text("fetched over loopback\n")
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def __init__(self, *a, **kw) -> None:  # type: ignore[no-untyped-def]
+            super().__init__(*a, directory=str(served), **kw)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Quiet)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/payload.txt"
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text(f"FROM busybox\nADD {url} /srv/\n")
+    tag = unique("addurl")
+    try:
+        daemon.cli("build", "-t", tag, str(ctx))
+        out = daemon.cli("run", "--rm", tag, "sh", "-c", "cat /srv/payload.txt; stat -c %a /srv/payload.txt")
+        assert out.stdout == b"fetched over loopback\n600\n"
+        res = daemon.cli("build", "--network", "none", str(ctx), check=False)
+        assert res.returncode == 1 and b"no network" in res.stderr
+    finally:
+        server.shutdown()
+        daemon.cli("rmi", tag, check=False)
+
+
+def test_cache_from_an_image(daemon: LiveDaemon, tmp_path: Path) -> None:
+    """With the build cache gone, ``--cache-from IMAGE`` reuses that image's layers and rebuilds
+    the byte-identical image (a RUN that would write something else is not re-run)."""
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text("FROM busybox\nENV A=1\nRUN date +%N > /stamp\nCMD [\"cat\", \"/stamp\"]\n")
+    tag = unique("cachefrom")
+    try:
+        first = daemon.cli("build", "-q", "-t", tag, str(ctx)).stdout.decode().strip()
+        stamp = daemon.cli("run", "--rm", tag).stdout
+        daemon.cli("builder", "prune", "-f")
+        out = daemon.cli("build", "--progress=plain", "--cache-from", tag, "-t", tag, str(ctx)).stdout.decode()
+        assert out.count("Using cache") == 3 and "Running in" not in out
+        assert daemon.cli("image", "inspect", "-f", "{{.Id}}", tag).stdout.decode().strip() == first
+        assert daemon.cli("run", "--rm", tag).stdout == stamp
+    finally:
+        daemon.cli("rmi", tag, check=False)

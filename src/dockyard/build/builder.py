@@ -22,7 +22,7 @@ from dockyard.build.dockerfile.shell import Lex
 from dockyard.build.layers import LayerStore
 from dockyard.build.options import PROXY_ARGS, BuildOptions, Executor, Progress
 from dockyard.build.state import State
-from dockyard.errors import InvalidArgument
+from dockyard.errors import DockyardError, InvalidArgument
 from dockyard.images.util import host_arch
 
 
@@ -180,6 +180,10 @@ class Builder:
         try:
             parent = run.state.id
             hit = None if self.o.no_cache else self.cache.lookup(parent, step.cache_string)
+            if hit is None and self.o.cache_from:
+                hit = await self._from_cache_images(run.state, step)
+                if hit is not None:
+                    self.cache.store(parent, step.cache_string, hit, step.description, 0)
             if hit is not None:
                 self.say(" ---> Using cache\n")
                 run.state = hit
@@ -192,6 +196,39 @@ class Builder:
         finally:
             step.close()
         self.say(f" ---> {_short(run.state.id)}\n")
+
+    async def _from_cache_images(self, state: State, step: steps.Step) -> State | None:
+        """``--cache-from``: an image whose history continues ``state``'s with this very step gives
+        the step's layer (its own) or timestamp (metadata steps are re-applied, which is cheap)."""
+        history = state.config.get("history") or []
+        diff_ids = state.diff_ids
+        for ref in self.o.cache_from:
+            try:
+                image = await asyncio.to_thread(self.executor.base, ref)
+            except DockyardError:
+                continue
+            ih = image.config.get("history") or []
+            idiffs = image.diff_ids
+            if (len(ih) <= len(history) or idiffs[:len(diff_ids)] != diff_ids
+                    or [(h.get("created_by"), bool(h.get("empty_layer"))) for h in ih[:len(history)]]
+                    != [(h.get("created_by"), bool(h.get("empty_layer"))) for h in history]):
+                continue
+            entry = ih[len(history)]
+            if entry.get("created_by") != step.created_by or bool(entry.get("empty_layer")) == step.makes_layer:
+                continue
+            if step.makes_layer:
+                if len(idiffs) <= len(diff_ids):
+                    continue
+                new = state.copy()
+                new.add_layer(idiffs[len(diff_ids)])
+                new.config.setdefault("history", []).append(dict(entry))
+                new.config["created"] = entry.get("created")
+                return new
+            new, _ = await step.execute()
+            new.config["history"][-1]["created"] = entry.get("created")
+            new.config["created"] = entry.get("created")
+            return new
+        return None
 
     def _arg(self, run: StageRun, ins: Arg, lex: Lex) -> None:
         for name, default in ins.pairs:

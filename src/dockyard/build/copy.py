@@ -107,26 +107,32 @@ def resolve_sources(src_root: Path, patterns: list[str], excludes: list[str] | t
     return out
 
 
-def _walk(top: Path) -> list[tuple[str, Path]]:
-    """(relative path, path) of ``top`` and everything below, depth first, names sorted."""
+def _walk(top: Path, skip: Matcher | None = None, base: str = "") -> list[tuple[str, Path]]:
+    """(relative path, path) of ``top`` and everything below, depth first, names sorted; entries
+    ``skip`` excludes (matched relative to ``top`` and to ``base``) are left out."""
     out = [("", top)]
     if top.is_dir() and not top.is_symlink():
         for dirpath, dirnames, filenames in os.walk(top):
-            dirnames.sort()
             rel_dir = os.path.relpath(dirpath, top)
+            kept = []
             for name in sorted(dirnames + filenames):
                 rel = name if rel_dir == "." else f"{rel_dir}/{name}"
+                if skip is not None and (skip.excluded(rel) or skip.excluded(posixpath.join(base, rel))):
+                    continue
+                kept.append(name)
                 out.append((rel, Path(dirpath) / name))
+            dirnames[:] = [d for d in sorted(dirnames) if d in kept]
     return out
 
 
-def checksum(src_root: Path, rel_paths: list[str]) -> str:
+def checksum(src_root: Path, rel_paths: list[str], excludes: list[str] | tuple[str, ...] = ()) -> str:
     """sha256 over names, types, modes, owners, link targets and file contents (not mtimes)."""
     h = hashlib.sha256()
+    skip = Matcher(list(excludes)) if excludes else None
     for rel in rel_paths:
         top = src_root / rel if rel else src_root
         h.update(f"source {rel}\0".encode())
-        for sub, path in _walk(top):
+        for sub, path in _walk(top, skip, rel):
             st = os.lstat(path)
             h.update(f"{sub}\0{stat.S_IFMT(st.st_mode)}\0{stat.S_IMODE(st.st_mode)}\0{st.st_uid}\0{st.st_gid}\0"
                      .encode())
@@ -239,7 +245,8 @@ def _place(src: Path, target: Path, owner: tuple[int, int], chmod: int | None) -
 
 
 def copy_into(src_root: Path, rel_paths: list[str], dest_root: Path, dest: str, workdir: str, *,
-              chown: tuple[int, int] | None, chmod: int | None, is_add: bool, dest_is_dir_hint: bool) -> None:
+              chown: tuple[int, int] | None, chmod: int | None, is_add: bool, dest_is_dir_hint: bool,
+              excludes: list[str] | tuple[str, ...] = ()) -> None:
     """Copy the sources into the rootfs at ``dest`` (relative to ``workdir``), Docker's rules."""
     path = dest if dest.startswith("/") else posixpath.join(workdir or "/", dest)
     as_dir = dest.endswith("/") or dest in (".", "..") or dest_is_dir_hint
@@ -255,7 +262,7 @@ def copy_into(src_root: Path, rel_paths: list[str], dest_root: Path, dest: str, 
         src = src_root / rel if rel else src_root
         if src.is_dir() and not src.is_symlink():
             target_dir = _mkdirs(dest_root, rel_dest, chown)
-            for sub, item in _walk(src)[1:]:
+            for sub, item in _walk(src, Matcher(list(excludes)) if excludes else None, rel)[1:]:
                 parent = resolve_in(dest_root, posixpath.join(rel_dest, posixpath.dirname(sub)))
                 _place(item, parent / posixpath.basename(sub), owner, chmod)
             if rel and target_dir != dest_root and chmod is not None:

@@ -62,6 +62,8 @@ class Step:
     description: str
     execute: Callable[[], Awaitable[tuple[State, int]]]
     announce: str = ""                    # printed before executing (not on a cache hit)
+    created_by: str = ""                  # its history entry (matches --cache-from images)
+    makes_layer: bool = True
     resources: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
 
     def close(self) -> None:
@@ -105,7 +107,7 @@ def _meta_step(run: StageRun, ins: Instruction) -> Step:
         new.add_history(NOP + text, empty_layer=True)
         return new, 0
 
-    return Step("nop:" + text, text, execute)
+    return Step("nop:" + text, text, execute, created_by=NOP + text, makes_layer=False)
 
 
 def _argv(form_shell: bool, cmd: list[str], state: State) -> list[str]:
@@ -211,7 +213,7 @@ async def _run_step(b: Builder, run: StageRun, ins: Run) -> Step:
     prefix = b.args_prefix(run)
     created_by = prefix + " ".join(argv)
     network = ins.network or b.o.network_mode
-    step = Step("", created_by, lambda: _never())
+    step = Step("", created_by, lambda: _never(), created_by=created_by)
     binds, tmpfs, mount_key = await _mounts(b, run, ins, step)
     step.cache_string = "run:" + json.dumps({"argv": argv, "args": prefix, "network": network,
                                              "mounts": mount_key}, sort_keys=True)
@@ -238,6 +240,34 @@ async def _run_step(b: Builder, run: StageRun, ins: Run) -> Step:
 
     step.execute = execute
     return step
+
+
+def fetch_url(url: str, into: Path, expected: str | None) -> str:
+    """Download ``url`` into ``into`` (mode 0600, mtime from Last-Modified, as Docker's ADD);
+    returns the file name. ``expected`` is ADD --checksum's ``sha256:<hex>``."""
+    import email.utils
+    import urllib.parse
+    import urllib.request
+
+    name = posixpath.basename(urllib.parse.urlsplit(url).path) or "download"
+    target = into / name
+    digest = hashlib.sha256()
+    try:
+        with urllib.request.urlopen(url, timeout=60) as resp, open(target, "wb") as out:  # noqa: S310
+            while chunk := resp.read(1 << 20):
+                digest.update(chunk)
+                out.write(chunk)
+            modified = resp.headers.get("Last-Modified")
+    except OSError as exc:
+        raise BuildFailed(f"ADD {url}: {getattr(exc, 'reason', None) or exc}") from exc
+    if expected and expected != f"sha256:{digest.hexdigest()}":
+        raise BuildFailed(f"ADD {url}: digest mismatch: expected {expected}, got sha256:{digest.hexdigest()}")
+    os.chmod(target, 0o600)
+    if modified:
+        with contextlib.suppress(TypeError, ValueError):
+            ts = email.utils.parsedate_to_datetime(modified).timestamp()
+            os.utime(target, (ts, ts))
+    return name
 
 
 def _expand_heredoc(lex: Lex, text: str, env: dict[str, str]) -> str:
@@ -326,25 +356,33 @@ async def _copy_step(b: Builder, run: StageRun, ins: Copy | Add, lex: Lex, env: 
             (tmp / h.name).write_text(_expand_heredoc(lex, content, env) if h.expand else content)
         src_root, ref, sources = tmp, "heredoc", [h.name for h in ins.heredocs]
     else:
-        if isinstance(ins, Add) and any(copyops.is_url(s) for s in ins.sources):
-            raise BuildFailed(f"{name} {' '.join(ins.sources)}: fetching URLs is not available "
-                              "to this builder (no network access for builds); download the file "
-                              "into the build context instead")
-        src_root, ref = await _source_root(b, run, from_ref, step)
-        sources = await asyncio.to_thread(copyops.resolve_sources, src_root, list(ins.sources),
-                                          list(ins.excludes))
-    digest = await asyncio.to_thread(copyops.checksum, src_root, sources)
+        urls = [s for s in ins.sources if copyops.is_url(s)]
+        if isinstance(ins, Add) and urls:
+            if len(urls) != len(ins.sources):
+                raise BuildFailed(f"{name}: mixing URLs and local paths in one ADD is not supported")
+            if b.o.network_mode == "none":
+                raise BuildFailed(f"{name} {' '.join(urls)}: this build has no network (--network=none), "
+                                  "so URLs cannot be fetched; put the file in the build context")
+            tmp = Path(step.resources.enter_context(tempfile.TemporaryDirectory(prefix="build-add-")))
+            sources = [await asyncio.to_thread(fetch_url, url, tmp, ins.checksum) for url in urls]
+            src_root, ref = tmp, "url"
+        else:
+            src_root, ref = await _source_root(b, run, from_ref, step)
+            sources = await asyncio.to_thread(copyops.resolve_sources, src_root, list(ins.sources),
+                                              list(ins.excludes))
+    digest = await asyncio.to_thread(copyops.checksum, src_root, sources, list(ins.excludes))
     kind = "dir" if len(sources) != 1 or (src_root / sources[0]).is_dir() else "file"
     dest = ins.dest
     workdir = str(base.run_config.get("WorkingDir") or "/")
     flags = "".join(f"--{k}={v} " for k, v in (("from", from_ref), ("chown", ins.chown),
                                                   ("chmod", ins.chmod)) if v)
     created_by = f"/bin/sh -c #(nop) {name} {flags}{kind}:{digest.split(':')[-1]} in {dest} "
-    step.description = created_by
+    step.description = step.created_by = created_by
     step.cache_string = "copy:" + json.dumps({"name": name, "ref": ref, "sum": digest, "dest": dest,
                                               "workdir": workdir, "chown": ins.chown, "chmod": ins.chmod,
                                               "parents": ins.parents, "sources": sources}, sort_keys=True)
     chmod = copyops.parse_chmod(ins.chmod) if ins.chmod else None
+    extract = isinstance(ins, Add) and ref != "url"  # ADD unpacks local archives, never downloads
     dir_hint = dest.endswith("/") or len(sources) > 1
 
     def change(root: Path) -> None:
@@ -354,10 +392,10 @@ async def _copy_step(b: Builder, run: StageRun, ins: Copy | Add, lex: Lex, env: 
                 sub = posixpath.dirname(rel)
                 target = posixpath.join(dest, sub) + "/" if sub else dest
                 copyops.copy_into(src_root, [rel], root, target, workdir, chown=owner, chmod=chmod,
-                                  is_add=isinstance(ins, Add), dest_is_dir_hint=True)
+                                  is_add=extract, dest_is_dir_hint=True, excludes=ins.excludes)
         else:
             copyops.copy_into(src_root, sources, root, dest, workdir, chown=owner, chmod=chmod,
-                              is_add=isinstance(ins, Add), dest_is_dir_hint=dir_hint)
+                              is_add=extract, dest_is_dir_hint=dir_hint, excludes=ins.excludes)
 
     async def execute() -> tuple[State, int]:
         diff_id = await asyncio.to_thread(b.layers.mutate, base.chain_id, change)

@@ -253,7 +253,7 @@ def fetch_url(url: str, into: Path, expected: str | None) -> str:
     target = into / name
     digest = hashlib.sha256()
     try:
-        with urllib.request.urlopen(url, timeout=60) as resp, open(target, "wb") as out:  # noqa: S310
+        with urllib.request.urlopen(url, timeout=60) as resp, open(target, "wb") as out:
             while chunk := resp.read(1 << 20):
                 digest.update(chunk)
                 out.write(chunk)

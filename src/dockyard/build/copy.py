@@ -93,7 +93,8 @@ def resolve_sources(src_root: Path, patterns: list[str], excludes: list[str] | t
             out.append("")
             continue
         if _has_magic(clean):
-            found = [m for m in _glob(src_root, clean.split("/")) if not (matcher and matcher.excluded(m))]
+            found = [m for m in _glob(src_root, clean.split("/"))
+                     if not (matcher and (matcher.excluded(m) or matcher.excluded(posixpath.basename(m))))]
             if not found:
                 raise _not_found(pattern)
             out += found

@@ -208,7 +208,8 @@ class _Scan:
 
 
 def _glob(pattern: str) -> str:
-    return fnmatch.translate(pattern)[:-2].removeprefix("(?s:")  # fnmatch adds "(?s:" ... ")\Z"
+    rx = fnmatch.translate(pattern)  # "(?s:<body>)\Z"
+    return rx[4:-3] if rx.startswith("(?s:") and rx.endswith(")\\Z") else rx
 
 
 def _trim(value: str, pattern: str, *, prefix: bool, longest: bool) -> str:

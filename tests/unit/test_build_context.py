@@ -1,0 +1,217 @@
+""".dockerignore rules, the client's context tar, the daemon's context unpacking (hostile tars
+included), and COPY/ADD's copy rules — all on plain directories, no root needed except chown."""
+
+from __future__ import annotations
+
+import io
+import os
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from dockyard.build.context import context_from_tar
+from dockyard.build.copy import checksum, copy_into, parse_chmod, resolve_chown, resolve_in, resolve_sources
+from dockyard.client.buildcontext import tar_context
+from dockyard.dockerignore import Matcher, read_patterns
+from dockyard.errors import InvalidArgument, NotFound
+
+ROOT = os.geteuid() == 0
+
+
+@pytest.mark.parametrize(("patterns", "path", "excluded"), [
+    (["*.log"], "a.log", True), (["*.log"], "dir/a.log", False), (["**/*.log"], "dir/sub/a.log", True),
+    (["node_modules"], "node_modules/x/y.js", True), (["/abs"], "abs/f", True),
+    (["docs", "!docs/keep.md"], "docs/keep.md", False), (["docs", "!docs/keep.md"], "docs/other.md", True),
+    (["!keep", "*"], "keep", True),  # the last matching pattern wins
+    (["a?c"], "abc", True), (["[a-c]x"], "bx", True), (["[^a-c]x"], "dx", True),
+    (["dir/**"], "dir", False), (["dir/**"], "dir/x", True), (["\\*lit"], "*lit", True),
+])
+def test_dockerignore_rules(patterns: list[str], path: str, excluded: bool) -> None:
+    assert Matcher(read_patterns("\n".join(patterns))).excluded(path) is excluded
+
+
+def test_dockerignore_reading_and_exceptions_below() -> None:
+    pats = read_patterns("# comment\n\n  ./a/../b/  \n!c\n/d\n")
+    assert pats == ["b", "!c", "d"]
+    m = Matcher(["vendor", "!vendor/keep/**"])
+    assert m.may_have_exceptions_below("vendor") and not m.may_have_exceptions_below("other")
+    with pytest.raises(InvalidArgument):
+        Matcher(["[unterminated"])
+
+
+def _tree(base: Path) -> Path:
+    ctx = base / "ctx"
+    (ctx / "src" / "deep").mkdir(parents=True)
+    (ctx / "src" / "a.py").write_text("a")
+    (ctx / "src" / "deep" / "b.py").write_text("b")
+    (ctx / "src" / "deep" / "c.log").write_text("c")
+    (ctx / "secret.key").write_text("k")
+    (ctx / "Dockerfile").write_text("FROM busybox\n")
+    (ctx / ".dockerignore").write_text("**/*.log\n*.key\nDockerfile\n")
+    return ctx
+
+
+def test_client_tar_applies_dockerignore_and_keeps_dockerfile(tmp_path: Path) -> None:
+    ctx = _tree(tmp_path)
+    buf = io.BytesIO()
+    name = tar_context(ctx, None, buf)
+    buf.seek(0)
+    with tarfile.open(fileobj=buf) as tf:
+        names = sorted(tf.getnames())
+        owners = {(m.uid, m.gid) for m in tf.getmembers()}
+    assert name == "Dockerfile"
+    assert names == [".dockerignore", "Dockerfile", "src", "src/a.py", "src/deep", "src/deep/b.py"]
+    assert owners == {(0, 0)}
+
+
+def test_client_tar_with_dockerfile_outside(tmp_path: Path) -> None:
+    ctx = _tree(tmp_path)
+    outside = tmp_path / "elsewhere.Dockerfile"
+    outside.write_text("FROM scratch\n")
+    buf = io.BytesIO()
+    name = tar_context(ctx, str(outside), buf)
+    assert name.startswith(".dockerfile.")
+    buf.seek(0)
+    with tarfile.open(fileobj=buf) as tf:
+        f = tf.extractfile(name)
+        assert f is not None and f.read() == b"FROM scratch\n"
+
+
+def test_daemon_context_applies_dockerignore_and_finds_dockerfile(tmp_path: Path) -> None:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tf:
+        for path in sorted(_tree(tmp_path).rglob("*")):
+            tf.add(path, arcname=str(path.relative_to(tmp_path / "ctx")), recursive=False)
+    buf.seek(0)
+    ctx = context_from_tar(buf, tmp_path / "work")
+    try:
+        assert ctx.dockerfile_text == "FROM busybox\n"
+        left = sorted(str(p.relative_to(ctx.root)) for p in ctx.root.rglob("*"))
+        assert left == [".dockerignore", "src", "src/a.py", "src/deep", "src/deep/b.py"]
+    finally:
+        ctx.close()
+    assert not ctx.root.exists()
+
+
+def test_daemon_context_bare_dockerfile_and_missing_dockerfile(tmp_path: Path) -> None:
+    ctx = context_from_tar(io.BytesIO(b"FROM busybox\nRUN true\n"), tmp_path)
+    assert ctx.dockerfile_text.startswith("FROM busybox") and list(ctx.root.iterdir()) == []
+    ctx.close()
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tf:
+        info = tarfile.TarInfo("other")
+        tf.addfile(info, io.BytesIO(b""))
+    buf.seek(0)
+    with pytest.raises(InvalidArgument, match="Cannot locate specified Dockerfile: Dockerfile"):
+        context_from_tar(buf, tmp_path)
+    assert list(tmp_path.iterdir()) == []  # nothing left behind
+
+
+def test_daemon_context_refuses_escapes(tmp_path: Path) -> None:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tf:
+        link = tarfile.TarInfo("evil")
+        link.type, link.linkname = tarfile.SYMTYPE, "/"
+        tf.addfile(link)
+        data = b"pwned"
+        info = tarfile.TarInfo("evil/tmp/pwned-by-context")
+        info.size = len(data)
+        tf.addfile(info, io.BytesIO(data))
+    buf.seek(0)
+    try:
+        ctx = context_from_tar(buf, tmp_path / "w")
+        ctx.close()
+    except InvalidArgument:
+        pass
+    assert not Path("/tmp/pwned-by-context").exists()
+
+
+def test_resolve_sources_globs_and_clamping(tmp_path: Path) -> None:
+    ctx = _tree(tmp_path)
+    assert resolve_sources(ctx, ["src/*.py"]) == ["src/a.py"]
+    assert resolve_sources(ctx, ["src/*/b.py", "../../secret.key"]) == ["src/deep/b.py", "secret.key"]
+    assert resolve_sources(ctx, ["."]) == [""]
+    assert resolve_sources(ctx, ["src/deep/*"], ["*.log"]) == ["src/deep/b.py"]
+    with pytest.raises(NotFound, match=r'"/missing.txt": not found'):
+        resolve_sources(ctx, ["missing.txt"])
+    with pytest.raises(NotFound):
+        resolve_sources(ctx, ["*.nothing"])
+
+
+def test_resolve_in_keeps_symlinks_inside(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    (root / "etc").mkdir(parents=True)
+    (root / "link").symlink_to("/etc")
+    (root / "up").symlink_to("../../../..")
+    assert resolve_in(root, "link/passwd") == root / "etc" / "passwd"
+    assert resolve_in(root, "up/etc") == root / "etc"
+
+
+def test_checksum_sees_content_not_mtime(tmp_path: Path) -> None:
+    ctx = _tree(tmp_path)
+    first = checksum(ctx, ["src"])
+    os.utime(ctx / "src" / "a.py", (1, 1))
+    assert checksum(ctx, ["src"]) == first
+    (ctx / "src" / "a.py").write_text("A")
+    assert checksum(ctx, ["src"]) != first
+    os.chmod(ctx / "src" / "a.py", 0o600)
+    assert checksum(ctx, ["src"]) != checksum(ctx, ["src/deep"])
+
+
+def test_copy_rules(tmp_path: Path) -> None:
+    ctx = _tree(tmp_path)
+    dest = tmp_path / "rootfs"
+    (dest / "app").mkdir(parents=True)
+    (dest / "escape").symlink_to("/")
+    copy_into(ctx, ["src"], dest, "/app/", "/", chown=None, chmod=None, is_add=False, dest_is_dir_hint=False)
+    assert (dest / "app" / "a.py").read_text() == "a" and (dest / "app" / "deep" / "b.py").exists()
+    copy_into(ctx, ["src/a.py"], dest, "renamed.py", "/app", chown=None, chmod=0o640, is_add=False,
+              dest_is_dir_hint=False)
+    assert (dest / "app" / "renamed.py").read_text() == "a"
+    assert (dest / "app" / "renamed.py").stat().st_mode & 0o777 == 0o640
+    copy_into(ctx, ["src/a.py"], dest, "/escape/tmp/", "/", chown=None, chmod=None, is_add=False,
+              dest_is_dir_hint=False)
+    assert (dest / "tmp" / "a.py").exists()  # through the rootfs's own "/"
+    with pytest.raises(InvalidArgument, match="must be a directory and end with a /"):
+        copy_into(ctx, ["src/a.py", "secret.key"], dest, "/one", "/", chown=None, chmod=None, is_add=False,
+                  dest_is_dir_hint=False)
+
+
+def test_add_extracts_local_archives(tmp_path: Path) -> None:
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    with tarfile.open(ctx / "pkg.tar.gz", "w:gz") as tf:
+        info = tarfile.TarInfo("inner/file.txt")
+        info.size = 2
+        tf.addfile(info, io.BytesIO(b"hi"))
+    dest = tmp_path / "rootfs"
+    dest.mkdir()
+    copy_into(ctx, ["pkg.tar.gz"], dest, "/opt/", "/", chown=None, chmod=None, is_add=True, dest_is_dir_hint=False)
+    assert (dest / "opt" / "inner" / "file.txt").read_text() == "hi"
+    copy_into(ctx, ["pkg.tar.gz"], dest, "/copied/", "/", chown=None, chmod=None, is_add=False,
+              dest_is_dir_hint=False)
+    assert (dest / "copied" / "pkg.tar.gz").exists()  # COPY never extracts
+
+
+def test_chown_names_from_the_rootfs(tmp_path: Path) -> None:
+    root = tmp_path / "rootfs"
+    (root / "etc").mkdir(parents=True)
+    (root / "etc" / "passwd").write_text("root:x:0:0::/root:/bin/sh\napp:x:1000:1001::/home/app:/bin/sh\n")
+    (root / "etc" / "group").write_text("root:x:0:\nstaff:x:50:\n")
+    assert resolve_chown("app", root) == (1000, 1001)
+    assert resolve_chown("app:staff", root) == (1000, 50)
+    assert resolve_chown("42", root) == (42, 42)
+    assert resolve_chown("42:7", root) == (42, 7)
+    with pytest.raises(InvalidArgument, match="unable to find user nobody"):
+        resolve_chown("nobody", root)
+    with pytest.raises(InvalidArgument, match="invalid chmod"):
+        parse_chmod("u+x")
+    if ROOT:
+        ctx = tmp_path / "ctx"
+        ctx.mkdir()
+        (ctx / "f").write_text("x")
+        copy_into(ctx, ["f"], root, "/home/app/", "/", chown=(1000, 1001), chmod=None, is_add=False,
+                  dest_is_dir_hint=False)
+        st = (root / "home" / "app" / "f").stat()
+        assert (st.st_uid, st.st_gid) == (1000, 1001)

@@ -71,7 +71,9 @@ def main() -> int:
     cases: dict[str, Callable[[], object]] = {}
     try:
         daemon.cli("load", "-i", str(archive))
-        dy = [str(BIN / "dockyard"), "-H", daemon.host, "build", "-q", "-t", "bench-build", str(ctx)]
+        # --network none everywhere: the private dockerd runs without its bridge (and RUN needs none)
+        dy = [str(BIN / "dockyard"), "-H", daemon.host, "build", "-q", "--network", "none", "-t", "bench-build",
+              str(ctx)]
         cases["dockyard build (cold)"] = lambda: run([*dy[:-1], "--no-cache", str(ctx)])
         cases["dockyard build (cached)"] = lambda: run(dy)
         if shutil.which("dockerd") and Path("/usr/bin/docker").exists():
@@ -81,7 +83,7 @@ def main() -> int:
                 run(["docker", "load", "-i", str(archive)], env=dockerd.env)
                 bk = {**dockerd.env, "DOCKER_BUILDKIT": "1"}
                 classic = {**dockerd.env, "DOCKER_BUILDKIT": "0"}
-                d = ["/usr/bin/docker", "build", "-q", "-t", "bench-build"]
+                d = ["/usr/bin/docker", "build", "-q", "--network", "none", "-t", "bench-build"]
                 cases["docker BuildKit (cold)"] = lambda: run([*d, "--no-cache", str(ctx)], env=bk)
                 cases["docker BuildKit (cached)"] = lambda: run([*d, str(ctx)], env=bk)
                 cases["docker classic (cold)"] = lambda: run([*d, "--no-cache", str(ctx)], env=classic)

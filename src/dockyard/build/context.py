@@ -1,7 +1,7 @@
 """The build context on the daemon side: the POST /build body unpacked into a private directory.
 
-The body is a tar (plain or compressed) unpacked with the layer extractor, which refuses or
-neutralises hostile entries (absolute names, ``..``, links out of the directory, device nodes);
+The body is a tar (plain or compressed) unpacked by ``extract.extract_context``, which refuses
+hostile entries (absolute names, ``..``, paths through links) and skips device nodes;
 or it is a bare Dockerfile (``docker build - < Dockerfile``) with an empty context.
 ``.dockerignore`` (or ``<Dockerfile>.dockerignore``) is applied here too, for clients that sent
 everything.
@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import BinaryIO, cast
 
 from dockyard.build.copy import resolve_in
-from dockyard.diff import apply_layer
+from dockyard.build.extract import extract_context
 from dockyard.diff.streams import decompressed
 from dockyard.dockerignore import Matcher, read_patterns
 from dockyard.errors import InvalidArgument
@@ -50,7 +50,7 @@ def context_from_tar(stream: BinaryIO, workdir: Path, dockerfile: str = "Dockerf
         if head and not _looks_like_tar(head):
             text = (head + plain.read(_MAX_DOCKERFILE)).decode("utf-8", errors="replace")
             return BuildContext(root, text, "Dockerfile")
-        apply_layer(cast(BinaryIO, _Joined(head, plain, tail)), root)
+        extract_context(cast(BinaryIO, _Joined(head, plain, tail)), root)
         name = dockerfile or "Dockerfile"
         path = resolve_in(root, name)
         if not path.is_file():

@@ -12,6 +12,7 @@ import pytest
 
 from dockyard.build.context import context_from_tar
 from dockyard.build.copy import checksum, copy_into, parse_chmod, resolve_chown, resolve_in, resolve_sources
+from dockyard.build.trees import DirTree
 from dockyard.client.buildcontext import tar_context
 from dockyard.dockerignore import Matcher, read_patterns
 from dockyard.errors import InvalidArgument, NotFound
@@ -87,16 +88,19 @@ def test_daemon_context_applies_dockerignore_and_finds_dockerfile(tmp_path: Path
     ctx = context_from_tar(buf, tmp_path / "work")
     try:
         assert ctx.dockerfile_text == "FROM busybox\n"
-        left = sorted(str(p.relative_to(ctx.root)) for p in ctx.root.rglob("*"))
-        assert left == [".dockerignore", "src", "src/a.py", "src/deep", "src/deep/b.py"]
+        assert sorted(ctx.tree.walk()) == [".dockerignore", "src", "src/a.py", "src/deep", "src/deep/b.py"]
+        with ctx.tree.open("src/deep/b.py") as f:
+            assert f.read() == b"b"
+        unpacked = ctx.tree.path("")  # a real directory only when asked (RUN --mount=type=bind)
+        assert sorted(str(p.relative_to(unpacked)) for p in unpacked.rglob("*")) == sorted(ctx.tree.walk())
     finally:
         ctx.close()
-    assert not ctx.root.exists()
+    assert list((tmp_path / "work").iterdir()) == []
 
 
 def test_daemon_context_bare_dockerfile_and_missing_dockerfile(tmp_path: Path) -> None:
     ctx = context_from_tar(io.BytesIO(b"FROM busybox\nRUN true\n"), tmp_path)
-    assert ctx.dockerfile_text.startswith("FROM busybox") and list(ctx.root.iterdir()) == []
+    assert ctx.dockerfile_text.startswith("FROM busybox") and ctx.tree.walk() == []
     ctx.close()
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w") as tf:
@@ -119,24 +123,29 @@ def test_daemon_context_refuses_escapes(tmp_path: Path) -> None:
         info.size = len(data)
         tf.addfile(info, io.BytesIO(data))
     buf.seek(0)
-    try:
-        ctx = context_from_tar(buf, tmp_path / "w")
-        ctx.close()
-    except InvalidArgument:
-        pass
+    with pytest.raises(InvalidArgument, match="goes through a symlink"):
+        context_from_tar(buf, tmp_path / "w")
     assert not Path("/tmp/pwned-by-context").exists()
+    assert list((tmp_path / "w").iterdir()) == []
+    for name in ("../up", "/abs"):
+        bad = io.BytesIO()
+        with tarfile.open(fileobj=bad, mode="w") as tf:
+            tf.addfile(tarfile.TarInfo(name), io.BytesIO(b""))
+        bad.seek(0)
+        with pytest.raises(InvalidArgument, match="outside the context"):
+            context_from_tar(bad, tmp_path / "w")
 
 
 def test_resolve_sources_globs_and_clamping(tmp_path: Path) -> None:
     ctx = _tree(tmp_path)
-    assert resolve_sources(ctx, ["src/*.py"]) == ["src/a.py"]
-    assert resolve_sources(ctx, ["src/*/b.py", "../../secret.key"]) == ["src/deep/b.py", "secret.key"]
-    assert resolve_sources(ctx, ["."]) == [""]
-    assert resolve_sources(ctx, ["src/deep/*"], ["*.log"]) == ["src/deep/b.py"]
+    assert resolve_sources(DirTree(ctx), ["src/*.py"]) == ["src/a.py"]
+    assert resolve_sources(DirTree(ctx), ["src/*/b.py", "../../secret.key"]) == ["src/deep/b.py", "secret.key"]
+    assert resolve_sources(DirTree(ctx), ["."]) == [""]
+    assert resolve_sources(DirTree(ctx), ["src/deep/*"], ["*.log"]) == ["src/deep/b.py"]
     with pytest.raises(NotFound, match=r'"/missing.txt": not found'):
-        resolve_sources(ctx, ["missing.txt"])
+        resolve_sources(DirTree(ctx), ["missing.txt"])
     with pytest.raises(NotFound):
-        resolve_sources(ctx, ["*.nothing"])
+        resolve_sources(DirTree(ctx), ["*.nothing"])
 
 
 def test_resolve_in_keeps_symlinks_inside(tmp_path: Path) -> None:
@@ -150,13 +159,13 @@ def test_resolve_in_keeps_symlinks_inside(tmp_path: Path) -> None:
 
 def test_checksum_sees_content_not_mtime(tmp_path: Path) -> None:
     ctx = _tree(tmp_path)
-    first = checksum(ctx, ["src"])
+    first = checksum(DirTree(ctx), ["src"])
     os.utime(ctx / "src" / "a.py", (1, 1))
-    assert checksum(ctx, ["src"]) == first
+    assert checksum(DirTree(ctx), ["src"]) == first
     (ctx / "src" / "a.py").write_text("A")
-    assert checksum(ctx, ["src"]) != first
+    assert checksum(DirTree(ctx), ["src"]) != first
     os.chmod(ctx / "src" / "a.py", 0o600)
-    assert checksum(ctx, ["src"]) != checksum(ctx, ["src/deep"])
+    assert checksum(DirTree(ctx), ["src"]) != checksum(DirTree(ctx), ["src/deep"])
 
 
 def test_copy_rules(tmp_path: Path) -> None:
@@ -164,17 +173,17 @@ def test_copy_rules(tmp_path: Path) -> None:
     dest = tmp_path / "rootfs"
     (dest / "app").mkdir(parents=True)
     (dest / "escape").symlink_to("/")
-    copy_into(ctx, ["src"], dest, "/app/", "/", chown=None, chmod=None, is_add=False, dest_is_dir_hint=False)
+    copy_into(DirTree(ctx), ["src"], dest, "/app/", "/", chown=None, chmod=None, is_add=False, dest_is_dir_hint=False)
     assert (dest / "app" / "a.py").read_text() == "a" and (dest / "app" / "deep" / "b.py").exists()
-    copy_into(ctx, ["src/a.py"], dest, "renamed.py", "/app", chown=None, chmod=0o640, is_add=False,
+    copy_into(DirTree(ctx), ["src/a.py"], dest, "renamed.py", "/app", chown=None, chmod=0o640, is_add=False,
               dest_is_dir_hint=False)
     assert (dest / "app" / "renamed.py").read_text() == "a"
     assert (dest / "app" / "renamed.py").stat().st_mode & 0o777 == 0o640
-    copy_into(ctx, ["src/a.py"], dest, "/escape/tmp/", "/", chown=None, chmod=None, is_add=False,
+    copy_into(DirTree(ctx), ["src/a.py"], dest, "/escape/tmp/", "/", chown=None, chmod=None, is_add=False,
               dest_is_dir_hint=False)
     assert (dest / "tmp" / "a.py").exists()  # through the rootfs's own "/"
     with pytest.raises(InvalidArgument, match="must be a directory and end with a /"):
-        copy_into(ctx, ["src/a.py", "secret.key"], dest, "/one", "/", chown=None, chmod=None, is_add=False,
+        copy_into(DirTree(ctx), ["src/a.py", "secret.key"], dest, "/one", "/", chown=None, chmod=None, is_add=False,
                   dest_is_dir_hint=False)
 
 
@@ -187,9 +196,9 @@ def test_add_extracts_local_archives(tmp_path: Path) -> None:
         tf.addfile(info, io.BytesIO(b"hi"))
     dest = tmp_path / "rootfs"
     dest.mkdir()
-    copy_into(ctx, ["pkg.tar.gz"], dest, "/opt/", "/", chown=None, chmod=None, is_add=True, dest_is_dir_hint=False)
+    copy_into(DirTree(ctx), ["pkg.tar.gz"], dest, "/opt/", "/", chown=None, chmod=None, is_add=True, dest_is_dir_hint=False)
     assert (dest / "opt" / "inner" / "file.txt").read_text() == "hi"
-    copy_into(ctx, ["pkg.tar.gz"], dest, "/copied/", "/", chown=None, chmod=None, is_add=False,
+    copy_into(DirTree(ctx), ["pkg.tar.gz"], dest, "/copied/", "/", chown=None, chmod=None, is_add=False,
               dest_is_dir_hint=False)
     assert (dest / "copied" / "pkg.tar.gz").exists()  # COPY never extracts
 
@@ -211,7 +220,7 @@ def test_chown_names_from_the_rootfs(tmp_path: Path) -> None:
         ctx = tmp_path / "ctx"
         ctx.mkdir()
         (ctx / "f").write_text("x")
-        copy_into(ctx, ["f"], root, "/home/app/", "/", chown=(1000, 1001), chmod=None, is_add=False,
+        copy_into(DirTree(ctx), ["f"], root, "/home/app/", "/", chown=(1000, 1001), chmod=None, is_add=False,
                   dest_is_dir_hint=False)
         st = (root / "home" / "app" / "f").stat()
         assert (st.st_uid, st.st_gid) == (1000, 1001)

@@ -11,9 +11,10 @@ import fnmatch
 import hashlib
 import os
 import posixpath
-import stat
+import shutil
 from pathlib import Path
 
+from dockyard.build.trees import Tree, resolve
 from dockyard.diff import apply_layer
 from dockyard.dockerignore import Matcher
 from dockyard.errors import InvalidArgument, NotFound
@@ -59,23 +60,19 @@ def _has_magic(text: str) -> bool:
     return any(c in text for c in "*?[")
 
 
-def _glob(root: Path, parts: list[str], prefix: str = "") -> list[str]:
+def _glob(tree: Tree, parts: list[str], prefix: str = "") -> list[str]:
     if not parts:
         return [prefix]
     head, rest = parts[0], parts[1:]
-    base = resolve_in(root, prefix) if prefix else root
     if not _has_magic(head):
         rel = f"{prefix}/{head}" if prefix else head
-        full = resolve_in(root, rel, follow_last=bool(rest))
-        return _glob(root, rest, rel) if os.path.lexists(full) else []
-    try:
-        names = sorted(os.listdir(base))
-    except (NotADirectoryError, FileNotFoundError):
-        return []
+        found = tree.entry(resolve(tree, rel, follow_last=bool(rest))) is not None
+        return _glob(tree, rest, rel) if found else []
+    base = resolve(tree, prefix) if prefix else ""
     out: list[str] = []
-    for name in names:
+    for name in tree.listdir(base):
         if fnmatch.fnmatchcase(name, _go_glob(head)):
-            out += _glob(root, rest, f"{prefix}/{name}" if prefix else name)
+            out += _glob(tree, rest, f"{prefix}/{name}" if prefix else name)
     return out
 
 
@@ -83,8 +80,8 @@ def _not_found(pattern: str) -> NotFound:
     return NotFound(f'failed to compute cache key: failed to calculate checksum of ref: "/{pattern}": not found')
 
 
-def resolve_sources(src_root: Path, patterns: list[str], excludes: list[str] | tuple[str, ...] = ()) -> list[str]:
-    """Source paths (relative to ``src_root``, "" for the root itself) that ``patterns`` name."""
+def resolve_sources(tree: Tree, patterns: list[str], excludes: list[str] | tuple[str, ...] = ()) -> list[str]:
+    """Source paths in ``tree`` ("" for its root), links resolved, that ``patterns`` name."""
     matcher = Matcher(list(excludes)) if excludes else None
     out: list[str] = []
     for pattern in patterns:
@@ -93,57 +90,58 @@ def resolve_sources(src_root: Path, patterns: list[str], excludes: list[str] | t
             out.append("")
             continue
         if _has_magic(clean):
-            found = [m for m in _glob(src_root, clean.split("/"))
+            found = [resolve(tree, m) for m in _glob(tree, clean.split("/"))
                      if not (matcher and (matcher.excluded(m) or matcher.excluded(posixpath.basename(m))))]
             if not found:
                 raise _not_found(pattern)
             out += found
             continue
-        full = resolve_in(src_root, clean)
-        if not os.path.lexists(full):
+        rel = resolve(tree, clean)
+        if tree.entry(rel) is None:
             raise _not_found(pattern)
-        out.append(full.relative_to(src_root).as_posix() if full != src_root else "")
+        out.append(rel)
     if not out:
         raise InvalidArgument("no source files were specified")
     return out
 
 
-def _walk(top: Path, skip: Matcher | None = None, base: str = "") -> list[tuple[str, Path]]:
-    """(relative path, path) of ``top`` and everything below, depth first, names sorted; entries
-    ``skip`` excludes (matched relative to ``top`` and to ``base``) are left out."""
+def walk(tree: Tree, top: str, skip: Matcher | None = None) -> list[tuple[str, str]]:
+    """(path below ``top``, path in the tree) of ``top`` and everything under it, names sorted,
+    depth first; what ``skip`` excludes (relative to ``top`` or to the tree) is left out."""
     out = [("", top)]
-    if top.is_dir() and not top.is_symlink():
-        for dirpath, dirnames, filenames in os.walk(top):
-            rel_dir = os.path.relpath(dirpath, top)
-            kept = []
-            for name in sorted(dirnames + filenames):
-                rel = name if rel_dir == "." else f"{rel_dir}/{name}"
-                if skip is not None and (skip.excluded(rel) or skip.excluded(posixpath.join(base, rel))):
-                    continue
-                kept.append(name)
-                out.append((rel, Path(dirpath) / name))
-            dirnames[:] = [d for d in sorted(dirnames) if d in kept]
+    stack = [""]
+    while stack:
+        sub_dir = stack.pop()
+        here = posixpath.join(top, sub_dir) if sub_dir else top
+        e = tree.entry(here)
+        if e is None or e.kind != "dir":
+            continue
+        found = []
+        for name in tree.listdir(here):
+            sub = f"{sub_dir}/{name}" if sub_dir else name
+            if skip is not None and (skip.excluded(sub) or skip.excluded(posixpath.join(top, sub))):
+                continue
+            found.append(sub)
+        for sub in found:
+            out.append((sub, posixpath.join(top, sub) if top else sub))
+        stack.extend(reversed(found))
+    out[1:] = sorted(out[1:])
     return out
 
 
-def checksum(src_root: Path, rel_paths: list[str], excludes: list[str] | tuple[str, ...] = ()) -> str:
+def checksum(tree: Tree, rel_paths: list[str], excludes: list[str] | tuple[str, ...] = ()) -> str:
     """sha256 over names, types, modes, owners, link targets and file contents (not mtimes)."""
     h = hashlib.sha256()
     skip = Matcher(list(excludes)) if excludes else None
     for rel in rel_paths:
-        top = src_root / rel if rel else src_root
         h.update(f"source {rel}\0".encode())
-        for sub, path in _walk(top, skip, rel):
-            st = os.lstat(path)
-            h.update(f"{sub}\0{stat.S_IFMT(st.st_mode)}\0{stat.S_IMODE(st.st_mode)}\0{st.st_uid}\0{st.st_gid}\0"
-                     .encode())
-            if stat.S_ISLNK(st.st_mode):
-                h.update(os.readlink(path).encode() + b"\0")
-            elif stat.S_ISREG(st.st_mode):
-                h.update(f"{st.st_size}\0".encode())
-                with open(path, "rb") as f:
-                    while chunk := f.read(1 << 20):
-                        h.update(chunk)
+        for sub, path in walk(tree, rel, skip):
+            e = tree.entry(path)
+            if e is None:
+                continue
+            h.update(f"{sub}\0{e.kind}\0{e.mode}\0{e.uid}\0{e.gid}\0{e.linkname}\0".encode())
+            if e.kind == "file":
+                h.update(f"{e.size}\0{tree.file_digest(path)}\0".encode())
     return "sha256:" + h.hexdigest()
 
 
@@ -193,11 +191,11 @@ def resolve_chown(spec: str, rootfs: Path) -> tuple[int, int]:
     return uid, gid
 
 
-def _is_archive(path: Path) -> bool:
+def _is_archive(tree: Tree, rel: str) -> bool:
     try:
-        with open(path, "rb") as f:
+        with tree.open(rel) as f:
             head = f.read(512)
-    except OSError:
+    except (OSError, NotFound):
         return False
     if any(head.startswith(m) for m in _ARCHIVE_MAGIC):
         return True
@@ -218,34 +216,30 @@ def _mkdirs(dest_root: Path, rel: str, owner: tuple[int, int] | None) -> Path:
     return resolve_in(dest_root, rel)
 
 
-def _place(src: Path, target: Path, owner: tuple[int, int], chmod: int | None) -> None:
-    st = os.lstat(src)
-    if os.path.lexists(target) and not (target.is_dir() and not target.is_symlink() and stat.S_ISDIR(st.st_mode)):
+def _place(tree: Tree, rel: str, target: Path, owner: tuple[int, int], chmod: int | None) -> None:
+    e = tree.entry(rel)
+    if e is None or e.kind == "other":
+        return  # sockets, devices and fifos are not copied
+    if os.path.lexists(target) and not (e.kind == "dir" and target.is_dir() and not target.is_symlink()):
         if target.is_dir() and not target.is_symlink():
-            import shutil
             shutil.rmtree(target)
         else:
             target.unlink()
-    if stat.S_ISDIR(st.st_mode):
+    if e.kind == "dir":
         if not target.exists():
             target.mkdir()
-        os.chmod(target, chmod if chmod is not None else stat.S_IMODE(st.st_mode))
-    elif stat.S_ISLNK(st.st_mode):
-        os.symlink(os.readlink(src), target)
-    elif stat.S_ISREG(st.st_mode):
-        with open(src, "rb") as fin, open(target, "wb") as fout:
-            while chunk := fin.read(1 << 20):
-                fout.write(chunk)
-        os.chmod(target, chmod if chmod is not None else stat.S_IMODE(st.st_mode))
-    elif stat.S_ISFIFO(st.st_mode):
-        os.mkfifo(target, stat.S_IMODE(st.st_mode))
+        os.chmod(target, chmod if chmod is not None else e.mode)
+    elif e.kind == "symlink":
+        os.symlink(e.linkname, target)
     else:
-        return  # sockets and device nodes are not copied
+        with tree.open(rel) as fin, open(target, "wb") as fout:
+            shutil.copyfileobj(fin, fout, 1 << 20)
+        os.chmod(target, chmod if chmod is not None else e.mode)
     os.lchown(target, *owner)
-    os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns), follow_symlinks=False)
+    os.utime(target, (e.mtime, e.mtime), follow_symlinks=False)
 
 
-def copy_into(src_root: Path, rel_paths: list[str], dest_root: Path, dest: str, workdir: str, *,
+def copy_into(tree: Tree, rel_paths: list[str], dest_root: Path, dest: str, workdir: str, *,
               chown: tuple[int, int] | None, chmod: int | None, is_add: bool, dest_is_dir_hint: bool,
               excludes: list[str] | tuple[str, ...] = ()) -> None:
     """Copy the sources into the rootfs at ``dest`` (relative to ``workdir``), Docker's rules."""
@@ -259,23 +253,25 @@ def copy_into(src_root: Path, rel_paths: list[str], dest_root: Path, dest: str, 
     if existing.is_dir():
         as_dir = True
     owner = chown or (0, 0)
+    skip = Matcher(list(excludes)) if excludes else None
     for rel in rel_paths:
-        src = src_root / rel if rel else src_root
-        if src.is_dir() and not src.is_symlink():
+        e = tree.entry(rel)
+        if e is not None and e.kind == "dir":
             target_dir = _mkdirs(dest_root, rel_dest, chown)
-            for sub, item in _walk(src, Matcher(list(excludes)) if excludes else None, rel)[1:]:
+            for sub, item in walk(tree, rel, skip)[1:]:
                 parent = resolve_in(dest_root, posixpath.join(rel_dest, posixpath.dirname(sub)))
-                _place(item, parent / posixpath.basename(sub), owner, chmod)
+                _place(tree, item, parent / posixpath.basename(sub), owner, chmod)
             if rel and target_dir != dest_root and chmod is not None:
                 os.chmod(target_dir, chmod)
             continue
-        if is_add and _is_archive(src):
+        if is_add and _is_archive(tree, rel):
             target_dir = _mkdirs(dest_root, rel_dest, chown)
-            with open(src, "rb") as f:
+            with tree.open(rel) as f:
                 apply_layer(f, target_dir)
             if chown:
-                for _, item in _walk(target_dir)[1:]:
-                    os.lchown(item, *chown)
+                for dirpath, dirnames, filenames in os.walk(target_dir):
+                    for name in dirnames + filenames:
+                        os.lchown(os.path.join(dirpath, name), *chown)
             continue
         if as_dir:
             parent = _mkdirs(dest_root, rel_dest, chown)
@@ -283,4 +279,4 @@ def copy_into(src_root: Path, rel_paths: list[str], dest_root: Path, dest: str, 
         else:
             parent = _mkdirs(dest_root, posixpath.dirname(rel_dest), chown)
             target = parent / posixpath.basename(rel_dest)
-        _place(src, target, owner, chmod)
+        _place(tree, rel, target, owner, chmod)

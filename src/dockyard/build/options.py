@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Protocol
 
 from dockyard.build.state import State
+from dockyard.build.trees import Tree
 from dockyard.errors import DockyardError
 
 # Docker's predefined ARGs: usable with --build-arg without an ARG line, kept out of history.
@@ -25,7 +26,7 @@ class BuildFailed(DockyardError):
 
 @dataclass
 class BuildOptions:
-    context: Path                       # the context directory (already filtered by .dockerignore)
+    context: Tree                       # the build context (already filtered by .dockerignore)
     dockerfile: str                     # the Dockerfile's text
     dockerfile_name: str = "Dockerfile"
     tags: list[str] = field(default_factory=list)

@@ -46,6 +46,7 @@ from dockyard.build.dockerfile.instructions import (
 from dockyard.build.dockerfile.shell import Lex
 from dockyard.build.options import BuildFailed, RunSpec
 from dockyard.build.state import State
+from dockyard.build.trees import DirTree, Tree
 from dockyard.errors import InvalidArgument
 from dockyard.oci.digest import Digest
 
@@ -315,12 +316,12 @@ async def _mounts(b: Builder, run: StageRun, ins: Run, step: Step) -> tuple[list
             tmpfs[target] = f"size={m['size']}" if m.get("size") else ""
             key.append(["tmpfs", target, m.get("size", "")])
         elif kind == "bind":
-            src_root, ref = await _source_root(b, run, m.get("from"), step)
-            source = copyops.resolve_sources(src_root, [m.get("source") or m.get("src") or "/"])
-            path = src_root / source[0] if source and source[0] not in ("", ".") else src_root
+            tree, ref = await _source_root(b, run, m.get("from"), step)
+            source = copyops.resolve_sources(tree, [m.get("source") or m.get("src") or "/"])
+            path = await asyncio.to_thread(tree.path, source[0])
             binds.append(f"{path}:{target}:ro")
             key.append(["bind", ref, m.get("source", ""), target,
-                        await asyncio.to_thread(copyops.checksum, src_root, source)])
+                        await asyncio.to_thread(copyops.checksum, tree, source)])
         elif kind in ("secret", "ssh"):
             if m.get("required", "false").lower() in ("true", "1", ""):
                 raise BuildFailed(f"{kind} {m.get('id') or 'default'}: not provided (this API has no "
@@ -330,8 +331,8 @@ async def _mounts(b: Builder, run: StageRun, ins: Run, step: Step) -> tuple[list
     return binds, tmpfs, key
 
 
-async def _source_root(b: Builder, run: StageRun, ref: str | None, step: Step) -> tuple[Path, str]:
-    """The directory a COPY or a bind mount reads from: the context, an earlier stage or an image."""
+async def _source_root(b: Builder, run: StageRun, ref: str | None, step: Step) -> tuple[Tree, str]:
+    """The tree a COPY or a bind mount reads from: the context, an earlier stage or an image."""
     if not ref:
         return b.o.context, "context"
     idx = b.stage_index(b.plan_, ref, run.stage.index)
@@ -340,7 +341,7 @@ async def _source_root(b: Builder, run: StageRun, ref: str | None, step: Step) -
     else:
         state = await asyncio.to_thread(b.executor.base, ref)
     root = step.resources.enter_context(b.layers.view(state.chain_id))
-    return root, state.id
+    return DirTree(root), state.id
 
 
 # -- COPY / ADD -----------------------------------------------------------------------------------
@@ -349,12 +350,13 @@ async def _copy_step(b: Builder, run: StageRun, ins: Copy | Add, lex: Lex, env: 
     name = "ADD" if isinstance(ins, Add) else "COPY"
     step = Step("", "", lambda: _never())
     from_ref = ins.from_ if isinstance(ins, Copy) else None
+    src_root: Tree
     if ins.heredocs:
         tmp = Path(step.resources.enter_context(tempfile.TemporaryDirectory(prefix="build-heredoc-")))
         for h in ins.heredocs:
             content = _untab(h.content) if h.chomp else h.content
             (tmp / h.name).write_text(_expand_heredoc(lex, content, env) if h.expand else content)
-        src_root, ref, sources = tmp, "heredoc", [h.name for h in ins.heredocs]
+        src_root, ref, sources = DirTree(tmp), "heredoc", [h.name for h in ins.heredocs]
     else:
         urls = [s for s in ins.sources if copyops.is_url(s)]
         if isinstance(ins, Add) and urls:
@@ -365,13 +367,14 @@ async def _copy_step(b: Builder, run: StageRun, ins: Copy | Add, lex: Lex, env: 
                                   "so URLs cannot be fetched; put the file in the build context")
             tmp = Path(step.resources.enter_context(tempfile.TemporaryDirectory(prefix="build-add-")))
             sources = [await asyncio.to_thread(fetch_url, url, tmp, ins.checksum) for url in urls]
-            src_root, ref = tmp, "url"
+            src_root, ref = DirTree(tmp), "url"
         else:
             src_root, ref = await _source_root(b, run, from_ref, step)
             sources = await asyncio.to_thread(copyops.resolve_sources, src_root, list(ins.sources),
                                               list(ins.excludes))
     digest = await asyncio.to_thread(copyops.checksum, src_root, sources, list(ins.excludes))
-    kind = "dir" if len(sources) != 1 or (src_root / sources[0]).is_dir() else "file"
+    first = src_root.entry(sources[0]) if len(sources) == 1 else None
+    kind = "file" if first is not None and first.kind != "dir" else "dir"
     dest = ins.dest
     workdir = str(base.run_config.get("WorkingDir") or "/")
     flags = "".join(f"--{k}={v} " for k, v in (("from", from_ref), ("chown", ins.chown),

@@ -16,7 +16,7 @@ from typing import Any
 
 from dockyard.build.builder import Builder
 from dockyard.build.cache import BuildCache
-from dockyard.build.context import context_from_tar
+from dockyard.build.context import context_from_file
 from dockyard.build.layers import LayerStore
 from dockyard.build.options import BuildFailed, BuildOptions, Progress, RunResult, RunSpec
 from dockyard.build.state import State
@@ -79,10 +79,9 @@ async def build_image(engine: Any, body: Path, opts: BuildOptions, progress: Pro
     root = Path(engine.config.data_root)
     work = root / "tmp"
     work.mkdir(parents=True, exist_ok=True)
-    with open(body, "rb") as stream:
-        ctx = await asyncio.to_thread(context_from_tar, stream, work, opts.dockerfile_name)
+    ctx = await asyncio.to_thread(context_from_file, body, work, opts.dockerfile_name)
     try:
-        opts.context = ctx.root
+        opts.context = ctx.tree
         opts.dockerfile = ctx.dockerfile_text
         layers = LayerStore(engine.snapshots, engine.content, work)
         cache = BuildCache(engine.db, engine.content, engine.snapshots)

@@ -18,7 +18,7 @@ from dockyard.build.dockerfile.instructions import (
     parse_instruction,
     plan,
 )
-from dockyard.build.dockerfile.parser import DockerfileError, dump, go_quote, parse
+from dockyard.build.dockerfile.parser import DockerfileError, Heredoc, dump, go_quote, parse
 
 VECTORS = Path(__file__).resolve().parents[3] / "shared" / "testdata" / "buildkit-dockerfile-vectors.json"
 
@@ -145,3 +145,55 @@ def test_instructions_and_plan() -> None:
 
 def test_go_quote() -> None:
     assert go_quote('a"b\\c\n\t\x00é☃') == '"a\\"b\\\\c\\n\\t\\x00é☃"'
+
+
+def test_heredoc_variants() -> None:
+    df = parse('FROM x\nRUN <<-EOF bash\n\techo a\n\t\techo b\n\tEOF\nRUN <<"A" cat - && cat <<B\n$x\nA\ny\nB\n'
+               "RUN 3<<EOF cat /dev/fd/3\nz\nEOF\nADD <<EOF /f\nq\nEOF\nRUN [\"echo\", \"<<EOF\"]\nRUN echo done\n")
+    chomped, two, fd, add, json_run, done = df.nodes[1:]
+    # <<-: the terminator may be tab-indented; the body is kept raw, chomp tells the builder to strip tabs
+    assert chomped.heredocs == (Heredoc("EOF", "\techo a\n\t\techo b\n", True, True),)
+    assert (chomped.start_line, chomped.end_line) == (2, 5)
+    assert two.heredocs == (Heredoc("A", "$x\n", False, False), Heredoc("B", "y\n", True, False))
+    assert two.args == ('<<"A" cat - && cat <<B',)
+    assert fd.heredocs[0].content == "z\n"
+    assert add.args == ("<<EOF", "/f") and add.heredocs[0].content == "q\n"
+    assert json_run.json_form and json_run.heredocs == ()  # no heredocs in the exec form
+    assert done.args == ("echo done",) and done.start_line == 18
+
+
+def test_heredocs_only_for_run_copy_add() -> None:
+    df = parse("FROM x\nCMD cat <<EOF\nRUN echo\n")
+    assert [n.cmd for n in df.nodes] == ["from", "cmd", "run"] and df.nodes[1].heredocs == ()
+
+
+def test_json_with_trailing_text_is_shell_form() -> None:
+    node = parse('FROM x\nCMD ["a"] b\n').nodes[1]
+    assert not node.json_form and node.args == ('["a"] b',)
+    node = parse("FROM x\nCMD ['a']\n").nodes[1]
+    assert not node.json_form and node.args == ("['a']",)
+
+
+def test_continuation_with_backtick_and_comment() -> None:
+    df = parse("# escape=`\nFROM x\nRUN echo a `\n# inside\n  b `\n\n  c\nRUN echo \\\n")
+    assert df.nodes[1].args == ("echo a   b   c",) and df.nodes[1].end_line == 7
+    assert df.nodes[2].args == ("echo \\",)  # backslash is ordinary with escape=`
+    assert df.warnings
+
+
+def test_bad_input() -> None:
+    for text, problem in [("FROM x\nRUNN echo\n", "Dockerfile:2: unknown instruction: RUNN"),
+                          ("\n\n", "Dockerfile:1: the Dockerfile (Dockerfile) cannot be empty"),
+                          ('FROM x\nCMD ["a", ["b"]]\n', "Dockerfile:2: CMD arguments must be a JSON array"),
+                          ("FROM x\nLABEL\n", ""), ("FROM x\nRUN <<EOF\nno end\n", "Dockerfile:2: unterminated")]:
+        if not problem:
+            parse(text)  # LABEL without arguments parses; parse_instruction rejects it
+            continue
+        with pytest.raises(DockerfileError) as err:
+            parse(text)
+        assert str(err.value).startswith(problem), text
+
+
+def test_duplicate_directive() -> None:
+    with pytest.raises(DockerfileError, match=r"^Dockerfile:2: only one escape parser directive can be used$"):
+        parse("# escape=`\n# escape=\\\nFROM x\n")

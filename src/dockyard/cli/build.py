@@ -12,14 +12,13 @@ import json
 import os
 import re
 import sys
-import tempfile
 import threading
 import time
 from typing import Any, TextIO
 
 from dockyard import errors
 from dockyard.client.api import Client
-from dockyard.client.buildcontext import tar_context
+from dockyard.client.buildcontext import ContextTar
 
 
 def _kv(items: list[str], flag: str, allow_bare: bool) -> dict[str, str | None]:
@@ -110,19 +109,41 @@ def cmd_build(c: Client, a: argparse.Namespace) -> int:
     if a.shm_size:
         from dockyard.cli.runopts import ram_in_bytes
         params["shmsize"] = ram_in_bytes(a.shm_size)
-    with tempfile.TemporaryFile(prefix="dockyard-context-") as body:
-        if a.path == "-":
-            data = sys.stdin.buffer.read()
-            body.write(data)
-            if a.file:
-                params["dockerfile"] = a.file
-        else:
-            if not os.path.isdir(a.path):
-                raise errors.InvalidArgument(f'unable to prepare context: path "{a.path}" not found')
-            params["dockerfile"] = tar_context(a.path, a.file, body)
-        body.seek(0)
+    if a.path == "-":
+        if a.file:
+            params["dockerfile"] = a.file
+        return _show(c.build(sys.stdin.buffer, params), a)
+    if not os.path.isdir(a.path):
+        raise errors.InvalidArgument(f'unable to prepare context: path "{a.path}" not found')
+    plan = ContextTar(a.path, a.file)
+    params["dockerfile"] = plan.name
+    # the tar is written into a pipe while it is being sent: packing and uploading overlap
+    r, w = os.pipe()
+    failed: list[BaseException] = []
+
+    def produce() -> None:
+        try:
+            with os.fdopen(w, "wb") as out:
+                plan.write(out)
+        except BrokenPipeError:
+            pass  # the request failed first; its error is the one to report
+        except BaseException as exc:  # reported after the request, which then ends early
+            failed.append(exc)
+
+    writer = threading.Thread(target=produce, daemon=True)
+    writer.start()
+    body = os.fdopen(r, "rb")
+    try:
         resp = c.build(body, params)
-        return _show(resp, a)
+    except BaseException:
+        body.close()  # the writer then fails with EPIPE instead of blocking forever
+        writer.join()
+        raise
+    writer.join()
+    body.close()
+    if failed:
+        raise failed[0]
+    return _show(resp, a)
 
 
 def _show(resp: Any, a: argparse.Namespace) -> int:

@@ -8,7 +8,6 @@ generated name, and the Dockerfile and ``.dockerignore`` always travel even when
 from __future__ import annotations
 
 import os
-import secrets
 import stat
 import tarfile
 from pathlib import Path
@@ -27,36 +26,45 @@ def _ignore_file(root: Path, dockerfile_rel: str | None) -> Path | None:
     return plain if plain.is_file() else None
 
 
+class ContextTar:
+    """A planned context upload: the Dockerfile's name in the tar is known before writing."""
+
+    def __init__(self, path: str | os.PathLike[str], dockerfile: str | None) -> None:
+        self.root = Path(path).resolve()
+        df = Path(dockerfile) if dockerfile else self.root / "Dockerfile"
+        if not df.is_absolute():
+            # -f is relative to the current directory (docker CLI); a bare name is looked up in the context
+            df = (Path.cwd() / df) if (Path.cwd() / df).exists() else self.root / df
+        self.dockerfile = df.resolve() if df.exists() else df
+        if not self.dockerfile.is_file():
+            raise InvalidArgument(f"unable to prepare context: unable to evaluate symlinks in Dockerfile "
+                                  f"path: lstat {df}: no such file or directory")
+        try:
+            self.inside: str | None = self.dockerfile.relative_to(self.root).as_posix()
+        except ValueError:
+            self.inside = None
+        # outside the context: shipped under a private name, as docker does
+        self.name = self.inside or f".dockerfile.{os.urandom(10).hex()}"  # secrets costs 4 ms to import
+
+    def write(self, out: BinaryIO) -> None:
+        ignore = _ignore_file(self.root, self.inside)
+        patterns = read_patterns(ignore.read_text()) if ignore else []
+        always = {p for p in (self.inside, ".dockerignore") if p}
+        # "w|": a stream, so ``out`` may be a pipe
+        with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tf:
+            _add_tree(tf, self.root, Matcher(patterns), always)
+            if self.inside is None:
+                info = tarfile.TarInfo(self.name)
+                info.size, info.mode = self.dockerfile.stat().st_size, 0o644
+                with open(self.dockerfile, "rb") as f:
+                    tf.addfile(info, f)
+
+
 def tar_context(path: str | os.PathLike[str], dockerfile: str | None, out: BinaryIO) -> str:
     """Write the context at ``path`` as a tar to ``out``; returns the Dockerfile's name in it."""
-    root = Path(path).resolve()
-    df = Path(dockerfile) if dockerfile else root / "Dockerfile"
-    if not df.is_absolute():
-        # -f is relative to the current directory (docker CLI); a bare name is looked up in the context
-        df = (Path.cwd() / df) if (Path.cwd() / df).exists() else root / df
-    df = df.resolve() if df.exists() else df
-    if not df.is_file():
-        raise InvalidArgument(f"unable to prepare context: unable to evaluate symlinks in Dockerfile "
-                              f"path: lstat {df}: no such file or directory")
-    try:
-        df_rel: str | None = df.relative_to(root).as_posix()
-    except ValueError:
-        df_rel = None
-    ignore = _ignore_file(root, df_rel)
-    patterns = read_patterns(ignore.read_text()) if ignore else []
-    always = {p for p in (df_rel, ".dockerignore") if p}
-    matcher = Matcher(patterns)
-    with tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT) as tf:
-        _add_tree(tf, root, matcher, always)
-        name = df_rel
-        if name is None:  # outside the context: ship it under a private name, as docker does
-            name = f".dockerfile.{secrets.token_hex(10)}"
-            info = tf.gettarinfo(str(df), arcname=name)
-            info.uid = info.gid = 0
-            info.uname = info.gname = ""
-            with open(df, "rb") as f:
-                tf.addfile(info, f)
-    return name
+    plan = ContextTar(path, dockerfile)
+    plan.write(out)
+    return plan.name
 
 
 def _add_tree(tf: tarfile.TarFile, root: Path, matcher: Matcher, always: set[str]) -> None:

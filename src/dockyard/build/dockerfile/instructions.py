@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from dockyard.build.dockerfile.durations import parse_duration
-from dockyard.build.dockerfile.parser import Dockerfile, DockerfileError, Heredoc, Node
+from dockyard.build.dockerfile.parser import Dockerfile, DockerfileError, Heredoc, Node, go_quote
 from dockyard.build.dockerfile.shell import Lex
 
 _STAGE_NAME = re.compile(r"^[a-z][a-z0-9\-_.]*$")
@@ -155,9 +155,16 @@ class Onbuild(_Base):
 Instruction = (From | Run | Copy | Add | Env | Arg | Workdir | User | Expose | Volume | Label | Maintainer
                | Cmd | Entrypoint | Healthcheck | Stopsignal | Shell | Onbuild)
 
-# BuildKit's expansion list (ARG and FROM are expanded by the builder, with their own scopes)
-EXPANDS = frozenset({"add", "copy", "env", "expose", "label", "stopsignal", "user", "volume", "workdir",
-                     "run"})
+# Instruction kinds whose words BuildKit expands (its commands with an ``Expand`` method, plus FROM with
+# the meta ARGs and RUN's --mount options). ONBUILD is not: its trigger is expanded in the child build.
+# JSON-form and shell-form CMD/ENTRYPOINT/RUN commands are never expanded here (the shell does it).
+EXPANDS = frozenset({"add", "arg", "copy", "env", "expose", "from", "label", "run", "stopsignal", "user",
+                     "volume", "workdir"})
+_MOUNT_KEYS = frozenset({"type", "from", "source", "src", "target", "dst", "destination", "dest", "readonly",
+                         "ro", "readwrite", "rw", "id", "sharing", "mode", "uid", "gid", "required", "size",
+                         "env"})
+_NETWORKS = frozenset({"default", "none", "host"})
+_SECURITY = frozenset({"sandbox", "insecure"})
 
 
 @dataclass(frozen=True)
@@ -212,11 +219,15 @@ def _mount(spec: str, where: str) -> dict[str, str]:
         key = key.strip().lower()
         if not key:
             continue
+        if key not in _MOUNT_KEYS:
+            raise DockerfileError(f"{where}: unexpected key '{key}' in '{part}'")
         out[key] = value if eq else "true"
     out.setdefault("type", "bind")
+    if out.get("sharing", "shared") not in ("shared", "private", "locked"):
+        raise DockerfileError(f"{where}: unsupported sharing value \"{out['sharing']}\"")
     if out["type"] not in ("bind", "cache", "tmpfs", "secret", "ssh"):
         raise DockerfileError(f"{where}: unsupported mount type {out['type']!r}")
-    for alias in ("dst", "destination"):
+    for alias in ("dst", "destination", "dest"):
         if alias in out:
             out.setdefault("target", out.pop(alias))
     if "src" in out:
@@ -237,15 +248,20 @@ def parse_instruction(node: Node, name: str = "Dockerfile") -> Instruction:
             raise DockerfileError(f"{where}: FROM requires either one or three arguments")
         stage = args[2].lower() if len(args) == 3 else None
         if stage is not None and not _STAGE_NAME.match(stage):
-            raise DockerfileError(f"{where}: invalid name for build stage: {args[2]!r}, name can't start "
+            raise DockerfileError(f"{where}: invalid name for build stage: {go_quote(args[2])}, name can't start "
                                   "with a number or contain symbols")
         return From(*base, image=args[0], stage_name=stage, platform=_one(flags, "platform"))
     if cmd == "run":
         if not args and not node.heredocs:
             raise DockerfileError(f"{where}: RUN requires at least one argument")
+        network, security = _one(flags, "network"), _one(flags, "security")
+        if network is not None and network not in _NETWORKS:
+            raise DockerfileError(f"{where}: unsupported network mode \"{network}\"")
+        if security is not None and security not in _SECURITY:
+            raise DockerfileError(f"{where}: unsupported security mode \"{security}\"")
         return Run(*base, cmd=args, shell_form=not node.json_form,
                    mounts=[_mount(m, where) for m in flags.get("mount", [])],
-                   network=_one(flags, "network"), security=_one(flags, "security"), heredocs=node.heredocs)
+                   network=network, security=security, heredocs=node.heredocs)
     if cmd in ("copy", "add"):
         return _copy(node, flags, args, base, where)
     if cmd in ("env", "label"):
@@ -367,7 +383,7 @@ def plan(df: Dockerfile, name: str = "Dockerfile") -> Plan:
         if isinstance(ins, From):
             if ins.stage_name is not None:
                 if ins.stage_name in seen:
-                    raise DockerfileError(f"{name}:{ins.line}: duplicate stage name {ins.stage_name!r}")
+                    raise DockerfileError(f"{name}:{ins.line}: duplicate stage name {go_quote(ins.stage_name)}")
                 seen.add(ins.stage_name)
             stages.append(Stage(len(stages), ins.stage_name, ins, []))
         elif not stages:
@@ -389,9 +405,18 @@ def expand(ins: Instruction, lex: Lex, env: Mapping[str, str]) -> Instruction:
     def ws(items: list[str]) -> list[str]:
         return [x for item in items for x in lex.process_words(item, env)]
 
+    def opt(text: str | None) -> str | None:
+        return w(text) if text else text
+
+    if isinstance(ins, From):  # env: the meta ARGs
+        return dataclasses.replace(ins, image=w(ins.image), platform=opt(ins.platform))
+    if isinstance(ins, Arg):  # defaults see the env before this line
+        return dataclasses.replace(ins, pairs=[(k, opt(v)) for k, v in ins.pairs])
+    if isinstance(ins, Add):
+        ins = dataclasses.replace(ins, checksum=opt(ins.checksum))
     if isinstance(ins, Copy):  # Add too
         return dataclasses.replace(
-            ins, sources=ws(ins.sources), dest=w(ins.dest),
+            ins, sources=[w(x) for x in ins.sources], dest=w(ins.dest),
             from_=w(ins.from_) if ins.from_ else ins.from_,
             chown=w(ins.chown) if ins.chown else ins.chown, chmod=w(ins.chmod) if ins.chmod else ins.chmod,
             excludes=[w(e) for e in ins.excludes])

@@ -192,8 +192,10 @@ def _json_array(rest: str) -> list[str] | None:
     if not rest.startswith("["):
         return None
     try:
-        value, _ = json.JSONDecoder().raw_decode(rest)
+        value, end = json.JSONDecoder().raw_decode(rest)
     except ValueError:
+        return None
+    if rest[end:].strip():  # trailing text: not JSON at all, so the shell form (as json.Unmarshal)
         return None
     if not isinstance(value, list):
         return None
@@ -298,12 +300,16 @@ def parse(text: str, name: str = "Dockerfile") -> Dockerfile:
     src = _Lines(text)
     escape = "\\"
     syntax: str | None = None
+    seen_directives: set[str] = set()
     # parser directives: only a run of "# key=value" lines at the very top
     while src.pos < len(src.lines):
         m = _DIRECTIVE.match(src.lines[src.pos].strip())
         if not m:
             break
         key, value = m.group(1).lower(), m.group(2)
+        if key in seen_directives and key in ("escape", "syntax"):
+            raise DockerfileError(f"{name}:{src.pos + 1}: only one {key} parser directive can be used")
+        seen_directives.add(key)
         if key == "escape":
             if value not in ("\\", "`"):
                 raise DockerfileError(f"{name}:{src.pos + 1}: invalid escape token '{value}' "
@@ -359,7 +365,9 @@ def _node(line: str, escape: str, name: str, start: int, end: int, original: str
     rest = rest.strip()
     if cmd == "onbuild":
         inner = _node(rest, escape, name, start, end, rest) if rest else None
-        if inner is not None and inner.cmd in ("onbuild", "from", "maintainer"):
+        if inner is not None and inner.cmd == "onbuild":
+            raise DockerfileError(f"{where}: Chaining ONBUILD via `ONBUILD ONBUILD` isn't allowed")
+        if inner is not None and inner.cmd in ("from", "maintainer"):
             raise DockerfileError(f"{where}: {inner.cmd.upper()} isn't allowed as an ONBUILD trigger")
         return Node(cmd, tuple(flags), (rest,) if rest else (), original.strip(), start, end, False,
                     next_=inner)

@@ -10,9 +10,10 @@ included, goes through the cache so an unchanged rebuild returns the byte-identi
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from dockyard.build import steps
 from dockyard.build.cache import BuildCache
@@ -58,6 +59,11 @@ class Builder:
         self.meta: dict[str, str] = {}
         self.plan_ = Plan([], [])
         self.tasks: dict[int, asyncio.Task[State]] = {}
+        self.cleanups: list[asyncio.Task[None]] = []
+
+    def defer(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run clean-up work (removing a finished RUN container) next to the following steps."""
+        self.cleanups.append(asyncio.ensure_future(work))
 
     def say(self, text: str) -> None:
         if not self.o.quiet:
@@ -127,6 +133,8 @@ class Builder:
                 t.cancel()
             await asyncio.gather(*self.tasks.values(), return_exceptions=True)
             raise
+        finally:  # shielded: a cancelled build still removes its containers before it returns
+            await asyncio.shield(asyncio.gather(*self.cleanups, return_exceptions=True))
         final = self.tasks[needed[-1]].result()
         unused = sorted(a for a in self.o.build_args if a not in self.used_args and a not in PROXY_ARGS
                         and a not in platform_args())

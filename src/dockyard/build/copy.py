@@ -258,8 +258,12 @@ def copy_into(tree: Tree, rel_paths: list[str], dest_root: Path, dest: str, work
         e = tree.entry(rel)
         if e is not None and e.kind == "dir":
             target_dir = _mkdirs(dest_root, rel_dest, chown)
+            parents: dict[str, Path] = {}  # resolved once per directory, not per file
             for sub, item in walk(tree, rel, skip)[1:]:
-                parent = resolve_in(dest_root, posixpath.join(rel_dest, posixpath.dirname(sub)))
+                up = posixpath.dirname(sub)
+                parent = parents.get(up)
+                if parent is None:
+                    parent = parents[up] = resolve_in(dest_root, posixpath.join(rel_dest, up))
                 _place(tree, item, parent / posixpath.basename(sub), owner, chmod)
             if rel and target_dir != dest_root and chmod is not None:
                 os.chmod(target_dir, chmod)

@@ -232,7 +232,7 @@ async def _run_step(b: Builder, run: StageRun, ins: Run) -> Step:
                                   f"{result.exit_code}", result.exit_code)
             diff_id = await asyncio.to_thread(b.layers.adopt, base.chain_id, result.upper)
         finally:
-            await b.executor.cleanup(result.container_id)
+            b.defer(b.executor.cleanup(result.container_id))  # awaited before the build returns
             b.say(f"Removing intermediate container {short}\n")
         new = base.copy()
         new.add_layer(diff_id)

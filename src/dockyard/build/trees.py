@@ -122,11 +122,11 @@ class _Item:
 
 
 class _Section(io.RawIOBase):
-    """A read-only window on one member's data inside the tar file."""
+    """A read-only window on one member's data inside the tar (pread on the tree's one fd)."""
 
-    def __init__(self, path: Path, offset: int, size: int) -> None:
-        self.f = open(path, "rb")  # noqa: SIM115 - closed by close()
-        self.f.seek(offset)
+    def __init__(self, fd: int, offset: int, size: int) -> None:
+        self.fd = fd
+        self.pos = offset
         self.left = size
 
     def readable(self) -> bool:
@@ -136,13 +136,10 @@ class _Section(io.RawIOBase):
         if self.left <= 0:
             return 0
         view = memoryview(buf)[:min(len(buf), self.left)]
-        n = self.f.readinto(view)
-        self.left -= n
+        n = os.preadv(self.fd, [view], self.pos)
+        self.pos += n
+        self.left -= n if n else self.left  # a short file ends the section
         return n
-
-    def close(self) -> None:
-        self.f.close()
-        super().close()
 
 
 def _clean(name: str) -> str:
@@ -162,6 +159,7 @@ class TarTree:
         self.children: dict[str, set[str]] = {"": set()}
         self._unpacked: Path | None = None
         self._index()
+        self.fd = os.open(tar_path, os.O_RDONLY | os.O_CLOEXEC)
 
     def _add(self, rel: str, item: _Item) -> None:
         parent = posixpath.dirname(rel)
@@ -240,7 +238,7 @@ class TarTree:
         item = self.items.get(rel)
         if item is None or item.entry.kind != "file":
             raise NotFound(f"{rel}: not a file in the build context")
-        return io.BufferedReader(_Section(self.tar_path, item.offset, item.entry.size))
+        return io.BufferedReader(_Section(self.fd, item.offset, item.entry.size), _CHUNK)
 
     def file_digest(self, rel: str) -> str:
         return self.items[rel].digest
@@ -258,6 +256,9 @@ class TarTree:
         return self._unpacked / rel if rel else self._unpacked
 
     def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
         if self._unpacked is not None:
             shutil.rmtree(self._unpacked, ignore_errors=True)
         self.tar_path.unlink(missing_ok=True)

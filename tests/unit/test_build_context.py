@@ -224,3 +224,27 @@ def test_chown_names_from_the_rootfs(tmp_path: Path) -> None:
                   dest_is_dir_hint=False)
         st = (root / "home" / "app" / "f").stat()
         assert (st.st_uid, st.st_gid) == (1000, 1001)
+
+
+def test_stream_indexer_matches_file_index(tmp_path: Path) -> None:
+    from dockyard.build.context import StreamIndexer, context_from_file
+    buf = io.BytesIO()
+    tar_context(_tree(tmp_path), None, buf)
+    data = buf.getvalue()
+    body = tmp_path / "body.tar"
+    indexer = StreamIndexer(body, tmp_path)
+    with open(body, "wb") as out:
+        for i in range(0, len(data), 700):  # chunks that do not line up with tar blocks
+            out.write(data[i:i + 700])
+            indexer.feed(data[i:i + 700])
+    tree = indexer.result()
+    assert tree is not None
+    ctx = context_from_file(body, tmp_path, "Dockerfile", tree)
+    assert sorted(ctx.tree.walk()) == [".dockerignore", "src", "src/a.py", "src/deep", "src/deep/b.py"]
+    with ctx.tree.open("src/a.py") as f:
+        assert f.read() == b"a"
+    ctx.close()
+    import gzip
+    other = StreamIndexer(tmp_path / "gz.tar", tmp_path)
+    other.feed(gzip.compress(data))
+    assert other.result() is None  # compressed: indexed from the file afterwards instead

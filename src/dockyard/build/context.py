@@ -8,13 +8,16 @@ unpacked here: entries are indexed (hostile names refused), ``.dockerignore`` (o
 
 from __future__ import annotations
 
+import io
 import os
+import queue
 import shutil
 import tarfile
 import tempfile
+import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, cast
 
 from dockyard.build.trees import TarTree, resolve
 from dockyard.diff.streams import decompressed
@@ -48,9 +51,13 @@ def context_from_tar(stream: BinaryIO, workdir: Path, dockerfile: str = "Dockerf
     return context_from_file(Path(name), workdir, dockerfile)
 
 
-def context_from_file(body: Path, workdir: Path, dockerfile: str = "Dockerfile") -> BuildContext:
-    """Index the context in ``body`` (which this takes over: it is gone after ``close``)."""
+def context_from_file(body: Path, workdir: Path, dockerfile: str = "Dockerfile",
+                      indexed: TarTree | None = None) -> BuildContext:
+    """Index the context in ``body`` (which this takes over: it is gone after ``close``);
+    ``indexed`` is ``body`` already indexed while it was uploaded (``StreamIndexer``)."""
     tar_path = body
+    if indexed is not None:
+        return _with_dockerfile(indexed, dockerfile)
     try:
         with open(body, "rb") as raw:
             compressed = raw.read(6).startswith(_COMPRESSED)
@@ -72,6 +79,10 @@ def context_from_file(body: Path, workdir: Path, dockerfile: str = "Dockerfile")
         for p in {body, tar_path}:
             p.unlink(missing_ok=True)
         raise
+    return _with_dockerfile(tree, dockerfile)
+
+
+def _with_dockerfile(tree: TarTree, dockerfile: str) -> BuildContext:
     try:
         name = dockerfile or "Dockerfile"
         rel = resolve(tree, name)
@@ -132,3 +143,87 @@ def _apply_ignore(tree: TarTree, dockerfile: str) -> None:
             continue  # its children are judged one by one
         tree.remove(rel)
 
+
+class _QueueReader(io.RawIOBase):
+    def __init__(self, chunks: queue.SimpleQueue[bytes | None]) -> None:
+        self.chunks = chunks
+        self.buf = b""
+        self.eof = False
+        self.taken = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, out: bytearray | memoryview) -> int:  # type: ignore[override]
+        while not self.buf and not self.eof:
+            chunk = self.chunks.get()
+            if chunk is None:
+                self.eof = True
+            else:
+                self.buf = chunk
+                self.taken += len(chunk)
+        n = min(len(out), len(self.buf))
+        out[:n] = self.buf[:n]
+        self.buf = self.buf[n:]
+        return n
+
+
+class StreamIndexer:
+    """Indexes an uncompressed context tar in a thread while its bytes are written to ``path``,
+    so indexing overlaps the upload. Anything unusual (compression, a bare Dockerfile, a broken or
+    truncated tar, more than ``MAX_PENDING`` bytes queued) gives up quietly: ``result()`` is then
+    None and the body is indexed from the file afterwards, as without the indexer."""
+
+    MAX_PENDING = 64 << 20
+
+    def __init__(self, path: Path, workdir: Path) -> None:
+        self.path, self.workdir = path, workdir
+        self.chunks: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
+        self.reader = _QueueReader(self.chunks)
+        self.fed = 0
+        self.started = False
+        self.stopped = False
+        self.tree: TarTree | None = None
+        self.failed = False
+        self.thread = threading.Thread(target=self._run, name="context-indexer", daemon=True)
+
+    def _run(self) -> None:
+        try:
+            self.tree = TarTree(self.path, self.workdir, cast(BinaryIO, io.BufferedReader(self.reader, 1 << 20)))
+        except Exception:
+            self.failed = True
+            while not self.reader.eof and self.chunks.get() is not None:  # let feed() go on
+                pass
+
+    def feed(self, data: bytes) -> None:
+        if self.stopped:
+            return
+        if not self.started:
+            if data.startswith(_COMPRESSED) or len(data) < 512 or not _is_tar(data[:512]):
+                self.stopped = True
+                return
+            self.started = True
+            self.thread.start()
+        self.fed += len(data)
+        if self.fed - self.reader.taken > self.MAX_PENDING:  # indexing fell far behind: let go
+            self._stop()
+            return
+        self.chunks.put(data)
+
+    def _stop(self) -> None:
+        self.stopped = True
+        self.failed = True
+        self.chunks.put(None)
+
+    def result(self) -> TarTree | None:
+        if not self.started:
+            return None
+        if not self.stopped:
+            self.stopped = True
+            self.chunks.put(None)
+        self.thread.join()
+        if self.failed or self.tree is None:
+            if self.tree is not None:
+                self.tree.close_fd()
+            return None
+        return self.tree

@@ -152,13 +152,20 @@ def _clean(name: str) -> str:
 class TarTree:
     """The context as an indexed, uncompressed tar file (owned: removed by ``close``)."""
 
-    def __init__(self, tar_path: Path, workdir: Path) -> None:
+    def __init__(self, tar_path: Path, workdir: Path, stream: BinaryIO | None = None) -> None:
+        """Index ``tar_path``, or ``stream`` — the same bytes while they are still being written
+        to ``tar_path`` (the API indexes an upload as it arrives)."""
         self.tar_path = tar_path
         self.workdir = workdir
         self.items: dict[str, _Item] = {"": _Item(Entry("dir", 0o755))}
         self.children: dict[str, set[str]] = {"": set()}
         self._unpacked: Path | None = None
-        self._index()
+        self.fd = -1
+        if stream is not None:
+            self._index(stream)
+        else:
+            with open(tar_path, "rb") as f:
+                self._index(f)
         self.fd = os.open(tar_path, os.O_RDONLY | os.O_CLOEXEC)
 
     def _add(self, rel: str, item: _Item) -> None:
@@ -176,9 +183,9 @@ class TarTree:
         if item.entry.kind == "dir":
             self.children.setdefault(rel, set())
 
-    def _index(self) -> None:
+    def _index(self, stream: BinaryIO) -> None:
         try:
-            with tarfile.open(self.tar_path, mode="r:") as tf:
+            with tarfile.open(fileobj=stream, mode="r|") as tf:
                 for m in tf:
                     rel = _clean(m.name)
                     if not rel:
@@ -255,10 +262,13 @@ class TarTree:
                 _write_entry(self, name, self._unpacked / name)
         return self._unpacked / rel if rel else self._unpacked
 
-    def close(self) -> None:
+    def close_fd(self) -> None:
         if self.fd >= 0:
             os.close(self.fd)
             self.fd = -1
+
+    def close(self) -> None:
+        self.close_fd()
         if self._unpacked is not None:
             shutil.rmtree(self._unpacked, ignore_errors=True)
         self.tar_path.unlink(missing_ok=True)

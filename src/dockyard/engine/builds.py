@@ -73,13 +73,14 @@ class EngineExecutor:
             await asyncio.shield(self.engine.remove_container(container_id, force=True))
 
 
-async def build_image(engine: Any, body: Path, opts: BuildOptions, progress: Progress) -> str:
+async def build_image(engine: Any, body: Path, opts: BuildOptions, progress: Progress,
+                      indexed: Any = None) -> str:
     """Run a build from a context archive; returns the new image's ID (tags applied)."""
     tags = [normalise_tag(t) for t in opts.tags]  # a bad -t fails before anything runs
     root = Path(engine.config.data_root)
     work = root / "tmp"
     work.mkdir(parents=True, exist_ok=True)
-    ctx = await asyncio.to_thread(context_from_file, body, work, opts.dockerfile_name)
+    ctx = await asyncio.to_thread(context_from_file, body, work, opts.dockerfile_name, indexed)
     try:
         opts.context = ctx.tree
         opts.dockerfile = ctx.dockerfile_text

@@ -434,9 +434,9 @@ class Engine:
         for name in names:
             self.bus.publish("image", "save", name, {"name": name})
 
-    async def build_image(self, body: Path, opts: BuildOptions, progress: Progress) -> str:
+    async def build_image(self, body: Path, opts: BuildOptions, progress: Progress, indexed: Any = None) -> str:
         from dockyard.engine.builds import build_image
-        return await build_image(self, body, opts, progress)
+        return await build_image(self, body, opts, progress, indexed)
 
     async def disk_usage(self, types: set[str]) -> Any:
         from dockyard.engine.diskusage import disk_usage

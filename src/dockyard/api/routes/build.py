@@ -11,13 +11,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
+import tempfile
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
 from dockyard.api.routes.common import Routes, call, engine, json_response, qbool, qfilters, qstr
-from dockyard.api.routes.images import _spool
+from dockyard.api.routes.images import _tmp_dir
 from dockyard.api.streams import json_line
+from dockyard.build.context import StreamIndexer
 from dockyard.build.options import BuildFailed, BuildOptions
 from dockyard.errors import InvalidArgument
 from dockyard.images.util import short_id
@@ -35,6 +39,25 @@ class QueueProgress:
 
     def aux(self, data: dict[str, object]) -> None:
         self.queue.put_nowait(json_line({"aux": data}))
+
+
+async def _spool_indexed(request: web.Request) -> tuple[Path, Any]:
+    """The context body on disk, indexed while it arrives when it is a plain tar (see
+    ``StreamIndexer``): the index is ready about when the last byte is."""
+    fd, name = tempfile.mkstemp(prefix="build-", suffix=".tar", dir=_tmp_dir(request))
+    indexer = StreamIndexer(Path(name), _tmp_dir(request))
+    try:
+        with os.fdopen(fd, "wb") as out:
+            while chunk := await request.content.read(1 << 20):
+                out.write(chunk)
+                indexer.feed(chunk)
+        return Path(name), await asyncio.to_thread(indexer.result)
+    except BaseException:
+        tree = await asyncio.to_thread(indexer.result)
+        if tree is not None:
+            tree.close()
+        Path(name).unlink(missing_ok=True)
+        raise
 
 
 def _json_param(request: web.Request, name: str, kind: type) -> Any:
@@ -86,9 +109,9 @@ async def build(request: web.Request) -> web.StreamResponse:
     opts = build_options(request)
     for tag in opts.tags:
         reference.parse(tag)  # "invalid reference format" before the body is even read
-    body = await _spool(request, "build-")
+    body, indexed = await _spool_indexed(request)
     progress = QueueProgress()
-    task = asyncio.ensure_future(engine(request).build_image(body, opts, progress))
+    task = asyncio.ensure_future(engine(request).build_image(body, opts, progress, indexed))
     task.add_done_callback(lambda _: progress.queue.put_nowait(_DONE))
     resp: web.StreamResponse | None = None
     try:

@@ -76,6 +76,11 @@ def main() -> int:
               str(ctx)]
         cases["dockyard build (cold)"] = lambda: run([*dy[:-1], "--no-cache", str(ctx)])
         cases["dockyard build (cached)"] = lambda: run(dy)
+        if shutil.which("docker"):  # the same Go client as Docker's cases, talking to dockyardd
+            denv = {k: v for k, v in os.environ.items() if not k.startswith("DOCKER_")}
+            denv.update(DOCKER_HOST=daemon.host, DOCKER_BUILDKIT="0", DOCKER_CONFIG=str(base / "dcfg"))
+            dk = ["docker", "build", "-q", "--network", "none", "-t", "bench-build"]
+            cases["docker CLI → dockyardd (cached)"] = lambda: run([*dk, str(ctx)], env=denv)
         if shutil.which("dockerd") and Path("/usr/bin/docker").exists():
             dockerd = PrivateDockerd(base / "dockerd")
             dockerd.base.mkdir()

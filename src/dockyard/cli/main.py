@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 from dockyard import errors
+from dockyard.cli.commit import COMMIT_CMDS
 
 Handler = Callable[[Any, argparse.Namespace], int]
 
@@ -263,6 +264,7 @@ CONTAINER_CMDS: dict[str, Callable[[argparse.ArgumentParser], None]] = {
     "pause": _simple("", "pause"),
     "unpause": _simple("", "unpause"),
     "update": _update,
+    **COMMIT_CMDS,
 }
 def _build(p: argparse.ArgumentParser) -> None:
     from dockyard.cli.build import add_build_flags

@@ -179,6 +179,21 @@ class Client:
                   "message": message or None}
         return self.t.request("POST", "/images/create", params, body=src)
 
+    # ------------------------------------------------------------ commit / diff / export
+    def commit(self, container: str, repo: str | None = None, tag: str | None = None,
+               comment: str | None = None, author: str | None = None, pause: bool = True,
+               changes: list[str] | None = None, config: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        params = {"container": container, "repo": repo or None, "tag": tag or None,
+                  "comment": comment or None, "author": author or None, "pause": pause,
+                  "changes": changes or None}
+        return self.t.request("POST", "/commit", params, body=config).json()
+
+    def changes(self, ref: str) -> list[dict[str, Any]]:
+        return self.t.request("GET", f"/containers/{_q(ref)}/changes").json() or []
+
+    def export(self, ref: str) -> Response:
+        return self.t.request("GET", f"/containers/{_q(ref)}/export")
+
 
 def _q(part: str) -> str:
     # keep ':' '/' '@' literal in paths (image references), as the docker CLI sends them

@@ -446,6 +446,18 @@ class Engine:
         from dockyard.engine.builds import prune_cache
         return await asyncio.to_thread(prune_cache, self, filters)
 
+    async def commit_container(self, opts: Any) -> str:  # engine.commit.CommitOptions
+        from dockyard.engine.commit import commit
+        return await commit(self, opts)
+
+    async def container_changes(self, ref: str) -> list[Any]:  # engine.changes.Change
+        from dockyard.engine.commit import container_changes
+        return await asyncio.to_thread(container_changes, self, ref)
+
+    def export_container(self, ref: str) -> AsyncIterator[bytes]:
+        from dockyard.engine.commit import export
+        return export(self, ref)
+
     async def import_image(self, path: Path, repo: str = "", tag: str = "",
                            changes: list[str] | None = None, message: str = "") -> str:
         ref = (f"{repo}:{tag}" if tag else repo) or None

@@ -65,14 +65,9 @@ class BuildCache:
 
     def _load(self, state_id: str) -> State | None:
         """The state if its config, layer blobs and top snapshot are all still here."""
-        try:
-            digest = Digest.parse(state_id)
-            if not self.content.exists(digest):
-                return None
-            config = load_json(self.content.read_bytes(digest), "cached build state")
-        except (NotFound, ValueError, OSError, InvalidArgument):
+        state = self.state(state_id)
+        if state is None:
             return None
-        state = State(config)
         diff_ids = state.diff_ids
         if any(not self.content.exists(Digest.parse(d)) for d in diff_ids):
             return None

@@ -14,7 +14,7 @@ import posixpath
 import shutil
 from pathlib import Path
 
-from dockyard.build.trees import Tree, resolve
+from dockyard.build.trees import DirTree, Tree, resolve
 from dockyard.diff import apply_layer
 from dockyard.dockerignore import Matcher
 from dockyard.errors import InvalidArgument, NotFound
@@ -29,27 +29,8 @@ def is_url(src: str) -> bool:
 
 def resolve_in(root: Path, rel: str, *, follow_last: bool = True) -> Path:
     """``rel`` inside ``root`` with symlinks resolved as if ``root`` were ``/``."""
-    parts = [p for p in rel.split("/") if p not in ("", ".")]
-    done: list[str] = []
-    links = 0
-    while parts:
-        part = parts.pop(0)
-        if part == "..":
-            if done:
-                done.pop()
-            continue
-        path = root.joinpath(*done, part)
-        if (parts or follow_last) and path.is_symlink():
-            links += 1
-            if links > _MAX_LINKS:
-                raise InvalidArgument(f"too many levels of symbolic links in {rel}")
-            target = os.readlink(path)
-            if target.startswith("/"):
-                done = []
-            parts = [p for p in target.split("/") if p not in ("", ".")] + parts
-            continue
-        done.append(part)
-    return root.joinpath(*done)
+    resolved = resolve(DirTree(root), rel, follow_last=follow_last)
+    return root / resolved if resolved else root
 
 
 def _go_glob(pattern: str) -> str:

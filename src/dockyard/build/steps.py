@@ -234,10 +234,7 @@ async def _run_step(b: Builder, run: StageRun, ins: Run) -> Step:
         finally:
             b.defer(b.executor.cleanup(result.container_id))  # awaited before the build returns
             b.say(f"Removing intermediate container {short}\n")
-        new = base.copy()
-        new.add_layer(diff_id)
-        new.add_history(created_by, empty_layer=False)
-        return new, _size(b, diff_id)
+        return _with_layer(b, base, diff_id, created_by)
 
     step.execute = execute
     return step
@@ -285,8 +282,12 @@ async def _never() -> tuple[State, int]:
     raise AssertionError("step executed before it was set up")
 
 
-def _size(b: Builder, diff_id: str) -> int:
-    return int(b.layers.content.info(Digest.parse(diff_id)).size)
+def _with_layer(b: Builder, base: State, diff_id: str, created_by: str) -> tuple[State, int]:
+    """``base`` plus one layer and its history entry; and the layer's size."""
+    new = base.copy()
+    new.add_layer(diff_id)
+    new.add_history(created_by, empty_layer=False)
+    return new, int(b.layers.content.info(Digest.parse(diff_id)).size)
 
 
 async def _mounts(b: Builder, run: StageRun, ins: Run, step: Step) -> tuple[list[str], dict[str, str], list[Any]]:
@@ -402,10 +403,7 @@ async def _copy_step(b: Builder, run: StageRun, ins: Copy | Add, lex: Lex, env: 
 
     async def execute() -> tuple[State, int]:
         diff_id = await asyncio.to_thread(b.layers.mutate, base.chain_id, change)
-        new = base.copy()
-        new.add_layer(diff_id)
-        new.add_history(created_by, empty_layer=False)
-        return new, _size(b, diff_id)
+        return _with_layer(b, base, diff_id, created_by)
 
     step.execute = execute
     return step

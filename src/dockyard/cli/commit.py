@@ -43,23 +43,8 @@ def cmd_diff(c: Any, a: argparse.Namespace) -> int:
 def cmd_export(c: Any, a: argparse.Namespace) -> int:
     if not a.output and os.isatty(1):
         raise errors.InvalidArgument("cowardly refusing to save to a terminal. Use the -o flag or redirect")
-    resp = c.export(a.container)
-    if a.output:
-        tmp = a.output + ".dockyard-tmp"
-        try:
-            with open(tmp, "wb") as f:
-                for chunk in resp.iter_chunks():
-                    f.write(chunk)
-            os.replace(tmp, a.output)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
-    else:
-        out = sys.stdout.buffer
-        for chunk in resp.iter_chunks():
-            out.write(chunk)
-        out.flush()
+    from dockyard.cli.formatting import write_archive
+    write_archive(c.export(a.container), a.output)
     return 0
 
 

@@ -244,3 +244,25 @@ def render_each(fmt: str, items: Iterable[Any]) -> str:
     """Plain template per item (inspect, version, info): one output line per item."""
     tmpl = Template(expand_escapes(fmt))
     return "".join(tmpl.render(item) + "\n" for item in items)
+
+
+def write_archive(resp: Any, output: str | None) -> None:
+    """A tar response to ``output`` (written aside and renamed into place) or to stdout."""
+    import os
+    import sys
+    if not output:
+        out = sys.stdout.buffer
+        for chunk in resp.iter_chunks():
+            out.write(chunk)
+        out.flush()
+        return
+    tmp = output + ".dockyard-tmp"
+    try:
+        with open(tmp, "wb") as f:
+            for chunk in resp.iter_chunks():
+                f.write(chunk)
+        os.replace(tmp, output)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise

@@ -196,18 +196,7 @@ def cmd_save(c: Client, a: argparse.Namespace) -> int:
     if not a.output and os.isatty(1):
         raise errors.InvalidArgument(
             "cowardly refusing to save to a terminal. Use the -o flag or redirect")
-    resp = c.save(a.images)
-    if a.output:
-        tmp = a.output + ".dockyard-tmp"
-        with open(tmp, "wb") as f:
-            for chunk in resp.iter_chunks():
-                f.write(chunk)
-        os.replace(tmp, a.output)
-    else:
-        out = sys.stdout.buffer
-        for chunk in resp.iter_chunks():
-            out.write(chunk)
-        out.flush()
+    fmt.write_archive(c.save(a.images), a.output)
     return 0
 
 

@@ -4,7 +4,7 @@ PYTHON ?= /usr/bin/python3
 VENV := .venv
 BIN := $(VENV)/bin
 SOCK ?= /run/dockyard/dockyard.sock
-APT_PACKAGES := busybox-static runc tini python3-venv iproute2 ca-certificates procps
+APT_PACKAGES := busybox-static runc tini python3-venv iproute2 ca-certificates procps docker-registry skopeo
 
 .PHONY: install run test lint bench daemon stop-daemon clean
 

@@ -276,9 +276,17 @@ def _bprune(p: argparse.ArgumentParser) -> None:
     add_prune_flags(p)
 
 
+def _dist(setup: str) -> Callable[[argparse.ArgumentParser], None]:
+    def add(p: argparse.ArgumentParser) -> None:
+        from dockyard.cli import distribution
+        getattr(distribution, setup)(p)
+    return add
+
+
 IMAGE_CMDS: dict[str, Callable[[argparse.ArgumentParser], None]] = {
     "ls": _images, "rm": _rmi, "tag": _tag, "history": _history, "load": _load, "save": _save,
     "import": _import, "prune": _iprune, "inspect": _inspect("image"), "build": _build,
+    "pull": _dist("add_pull"), "push": _dist("add_push"),
 }
 BUILDER_CMDS: dict[str, Callable[[argparse.ArgumentParser], None]] = {"build": _build, "prune": _bprune}
 
@@ -295,6 +303,8 @@ GROUPS = ("container", "image", "builder", "system")
 TOP_CMDS: dict[str, Callable[[argparse.ArgumentParser], None]] = {
     **CONTAINER_CMDS, "inspect": _inspect(None), "images": _images, "rmi": _rmi, "tag": _tag,
     "history": _history, "load": _load, "save": _save, "import": _import, "build": _build,
+    "pull": _dist("add_pull"), "push": _dist("add_push"), "login": _dist("add_login"),
+    "logout": _dist("add_logout"),
     "version": _fmt_only("cmd_version"), "info": _fmt_only("cmd_info"), "events": _events,
     "bootstrap": _bootstrap,
 }

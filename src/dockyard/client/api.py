@@ -162,6 +162,16 @@ class Client:
     def save(self, names: list[str]) -> Response:
         return self.t.request("GET", "/images/get", {"names": names})
 
+    def pull(self, image: str, platform: str | None, headers: Mapping[str, str]) -> Response:
+        return self.t.request("POST", "/images/create", {"fromImage": image, "platform": platform},
+                              headers=headers)
+
+    def push(self, name: str, tag: str | None, headers: Mapping[str, str]) -> Response:
+        return self.t.request("POST", f"/images/{_q(name)}/push", {"tag": tag}, headers=headers)
+
+    def auth(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        return self.t.request("POST", "/auth", body=body).json() or {}
+
     def disk_usage(self) -> dict[str, Any]:
         return self.t.request("GET", "/system/df").json() or {}
 

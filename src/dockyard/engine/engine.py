@@ -438,6 +438,21 @@ class Engine:
         from dockyard.engine.builds import build_image
         return await build_image(self, body, opts, progress, indexed)
 
+    async def pull_image(self, ref: str, platform: str, creds: Any, emit: Any) -> str:
+        from dockyard.engine.distribution import pull
+        return await pull(self, ref, platform, creds, emit)
+
+    async def push_image(self, ref: str, creds: Any, emit: Any) -> str:
+        from dockyard.engine.distribution import push
+        return await push(self, ref, creds, emit)
+
+    async def login(self, server: str, creds: Any) -> None:
+        from dockyard.remotes.client import Registry, registry_host
+        host = registry_host(server.removeprefix("https://").removeprefix("http://").rstrip("/") or "docker.io")
+        async with Registry(host, creds=creds) as reg:
+            resp = await reg.request("GET", "/v2/", "")
+            resp.release()
+
     async def disk_usage(self, types: set[str]) -> Any:
         from dockyard.engine.diskusage import disk_usage
         return await asyncio.to_thread(disk_usage, self, types)

@@ -26,7 +26,7 @@ from dockyard.api.routes.common import (
     qstr,
 )
 from dockyard.api.streams import json_line
-from dockyard.errors import InvalidArgument, NotFound
+from dockyard.errors import InvalidArgument
 
 _CHUNK = 1 << 20
 
@@ -123,11 +123,10 @@ async def get_one(request: web.Request) -> web.StreamResponse:
 
 
 async def create(request: web.Request) -> web.StreamResponse:
-    """``fromSrc=-`` imports the request body as a rootfs; ``fromImage`` (pull) is not offered yet."""
+    """``fromImage`` pulls from a registry; ``fromSrc=-`` imports the request body as a rootfs."""
     if qstr(request, "fromImage"):
-        ref = qstr(request, "fromImage") + (":" + qstr(request, "tag") if qstr(request, "tag") else "")
-        # 404 like a registry's "repository does not exist": clients then report the image as missing.
-        raise NotFound(f"pull is not supported yet: cannot pull {ref}; load the image with `docker load`")
+        from dockyard.api.routes.distribution import pull
+        return await pull(request)
     src = qstr(request, "fromSrc")
     if src != "-":
         raise InvalidArgument("fromSrc must be '-' (importing from a URL is not supported)"

@@ -1,0 +1,96 @@
+"""Pull (``POST /images/create?fromImage=``), push (``POST /images/{name}/push``) and ``POST /auth``.
+
+Progress is Docker's JSON stream; an error before the first line is a plain HTTP error (clients
+print "Error response from daemon: ..."), one after it an ``errorDetail`` line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import json
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from aiohttp import web
+
+from dockyard.api.routes.common import Routes, body_json, engine, json_response, qstr
+from dockyard.api.streams import json_line
+from dockyard.remotes.client import Credentials
+
+
+def registry_auth(request: web.Request) -> Credentials | None:
+    """``X-Registry-Auth``: base64url JSON {username, password, serveraddress, identitytoken}."""
+    raw = request.headers.get("X-Registry-Auth", "")
+    if not raw:
+        return None
+    try:
+        data = json.loads(base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)))
+    except ValueError:
+        return None
+    if not isinstance(data, dict):
+        return None
+    return Credentials(str(data.get("username") or ""), str(data.get("password") or ""),
+                       str(data.get("identitytoken") or ""))
+
+
+async def stream_progress(request: web.Request,
+                          run: Callable[[Callable[[dict[str, Any]], None]], Coroutine[Any, Any, Any]]
+                          ) -> web.StreamResponse:
+    queue: asyncio.Queue[bytes | None] = asyncio.Queue()
+    task = asyncio.ensure_future(run(lambda msg: queue.put_nowait(json_line(msg))))
+    task.add_done_callback(lambda _: queue.put_nowait(None))
+    resp: web.StreamResponse | None = None
+    try:
+        while (item := await queue.get()) is not None:
+            if resp is None:
+                resp = web.StreamResponse(headers={"Content-Type": "application/json"})
+                await resp.prepare(request)
+            await resp.write(item)
+        exc = task.exception()
+        if exc is not None and resp is None:
+            raise exc
+        if resp is None:
+            resp = web.StreamResponse(headers={"Content-Type": "application/json"})
+            await resp.prepare(request)
+        if exc is not None:
+            await resp.write(json_line({"errorDetail": {"message": str(exc)}, "error": str(exc)}))
+        await resp.write_eof()
+        return resp
+    except (ConnectionResetError, asyncio.CancelledError):
+        task.cancel()
+        with contextlib.suppress(BaseException):
+            await task
+        raise
+
+
+async def pull(request: web.Request) -> web.StreamResponse:
+    image = qstr(request, "fromImage")
+    tag = qstr(request, "tag")
+    if tag and "@" not in image:
+        image = f"{image}@{tag}" if tag.startswith("sha256:") else f"{image}:{tag}"
+    creds = registry_auth(request)
+    return await stream_progress(
+        request, lambda emit: engine(request).pull_image(image, qstr(request, "platform"), creds, emit))
+
+
+async def push(request: web.Request) -> web.StreamResponse:
+    name = request.match_info["name"]
+    if qstr(request, "tag"):
+        name = f"{name}:{qstr(request, 'tag')}"
+    creds = registry_auth(request)
+    return await stream_progress(request, lambda emit: engine(request).push_image(name, creds, emit))
+
+
+async def auth(request: web.Request) -> web.Response:
+    body = await body_json(request, "auth body")
+    creds = Credentials(str(body.get("username") or ""), str(body.get("password") or ""))
+    await engine(request).login(str(body.get("serveraddress") or ""), creds)
+    return json_response({"Status": "Login Succeeded", "IdentityToken": ""})
+
+
+ROUTES: Routes = [
+    ("POST", "/images/{name:.+}/push", push),
+    ("POST", "/auth", auth),
+]

@@ -1,0 +1,165 @@
+"""Pull and push: images between the local store and an OCI registry, with Docker's progress lines.
+
+Pull resolves the reference (an index picks the host's platform), fetches the config, then the
+layers concurrently — each skipped when its digest is already in the content store, resumed from
+what an interrupted pull left in the ingest, and verified before it is committed — and registers
+the image (which unpacks what is missing). Push sends each blob the registry lacks (``HEAD``
+first) and then the manifest as stored, so the digest on both sides is the same.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from dockyard.errors import DockyardError, InvalidArgument, NotFound
+from dockyard.images.util import host_arch, load_json
+from dockyard.oci import mediatypes as mt
+from dockyard.oci import reference
+from dockyard.oci.descriptor import Descriptor
+from dockyard.oci.digest import Digest
+from dockyard.remotes.client import Credentials, Registry, registry_host
+
+Emit = Callable[[dict[str, Any]], None]
+_PARALLEL = 3
+
+
+@dataclass
+class Target:
+    ref: reference.Reference
+    host: str
+    repo: str
+
+    @classmethod
+    def parse(cls, text: str) -> Target:
+        ref = reference.parse(text)
+        return cls(ref, registry_host(ref.domain), ref.path)
+
+
+def _short(digest: str) -> str:
+    return digest.split(":", 1)[-1][:12]
+
+
+def _bar(current: int, total: int) -> str:
+    done = int(50 * current / total) if total else 50
+    return f"[{'=' * max(done - 1, 0)}{'>' if done < 50 else '='}{' ' * (50 - done)}] {current}B/{total}B"
+
+
+def _pick_platform(index: dict[str, Any], platform: str) -> Descriptor:
+    want_os, _, want_arch = (platform or f"linux/{host_arch()}").partition("/")
+    want_arch = want_arch.split("/")[0] or host_arch()
+    for entry in index.get("manifests") or []:
+        plat = entry.get("platform") or {}
+        if plat.get("os") == want_os and plat.get("architecture") == want_arch:
+            return Descriptor.from_json(entry)
+    raise NotFound(f"no matching manifest for {want_os}/{want_arch} in the manifest list entries")
+
+
+async def pull(engine: Any, text: str, platform: str, creds: Credentials | None, emit: Emit,
+               insecure: bool = False) -> str:
+    t = Target.parse(text)
+    tag_or_digest = str(t.ref.digest) if t.ref.digest else (t.ref.tag or "latest")
+    async with Registry(t.host, insecure, creds) as reg:
+        emit({"status": f"Pulling from {t.repo}", "id": t.ref.tag or tag_or_digest})
+        data, media, digest = await reg.manifest(t.repo, tag_or_digest)
+        digest = digest or str(Digest.from_bytes(data))
+        if t.ref.digest and str(Digest.from_bytes(data)) != str(t.ref.digest):
+            raise InvalidArgument(f"manifest digest mismatch: asked for {t.ref.digest}, got "
+                                  f"{Digest.from_bytes(data)}")
+        top_digest = digest
+        if media in mt.INDEXES or load_json(data, "manifest").get("manifests") is not None:
+            child = _pick_platform(load_json(data, "manifest list"), platform)
+            data, media, _ = await reg.manifest(t.repo, str(child.digest))
+            if str(Digest.from_bytes(data)) != str(child.digest):
+                raise InvalidArgument(f"manifest {child.digest} does not match its digest")
+        manifest = load_json(data, "manifest")
+        config_desc = Descriptor.from_json(manifest.get("config") or {})
+        layers = [Descriptor.from_json(x) for x in manifest.get("layers") or []]
+        await _fetch(engine, reg, t.repo, config_desc, None)
+        config = engine.content.read_bytes(config_desc.digest)
+        sem = asyncio.Semaphore(_PARALLEL)
+
+        async def one(desc: Descriptor) -> None:
+            lid = _short(str(desc.digest))
+            if engine.content.exists(desc.digest):
+                emit({"status": "Already exists", "progressDetail": {}, "id": lid})
+                return
+            emit({"status": "Pulling fs layer", "progressDetail": {}, "id": lid})
+            async with sem:
+                await _fetch(engine, reg, t.repo, desc, lambda n: emit({
+                    "status": "Downloading", "progressDetail": {"current": n, "total": desc.size},
+                    "progress": _bar(n, desc.size), "id": lid}))
+            emit({"status": "Download complete", "progressDetail": {}, "id": lid})
+
+        await asyncio.gather(*(one(d) for d in layers))
+    name = str(t.ref.tagged_or_default()) if not t.ref.digest else ""
+    refs = [name] if name else []
+    refs.append(f"{t.ref.name}@{top_digest}")
+    before = _current(engine, name)
+    image_id: str = await asyncio.to_thread(engine.images.add_image, config, layers, data, refs)
+    for d in layers:
+        emit({"status": "Pull complete", "progressDetail": {}, "id": _short(str(d.digest))})
+    emit({"status": f"Digest: {top_digest}"})
+    shown = reference.parse(text).familiar()
+    emit({"status": f"Status: Image is up to date for {shown}" if before == image_id
+          else f"Status: Downloaded newer image for {shown}"})
+    engine.bus.publish("image", "pull", image_id, {"name": shown})
+    return image_id
+
+
+def _current(engine: Any, name: str) -> str | None:
+    if not name:
+        return None
+    try:
+        return str(engine.images.resolve(name))
+    except DockyardError:
+        return None
+
+
+async def _fetch(engine: Any, reg: Registry, repo: str, desc: Descriptor, progress: Callable[[int], None] | None) -> None:
+    """Download one blob into the content store: resumed, verified, committed atomically."""
+    if engine.content.exists(desc.digest):
+        return
+    with engine.content.writer(f"pull-{desc.digest}", expected=desc.digest, size=desc.size) as w:
+        shown = 0
+        async for chunk in reg.blob(repo, str(desc.digest), w.offset):
+            w.write(chunk)
+            if progress is not None and w.offset - shown >= (1 << 20):
+                shown = w.offset
+                progress(w.offset)
+        w.commit(expected=desc.digest, size=desc.size)
+
+
+async def push(engine: Any, text: str, creds: Credentials | None, emit: Emit, insecure: bool = False) -> str:
+    t = Target.parse(text)
+    image_id = engine.images.resolve(str(t.ref.tagged_or_default()) if not t.ref.digest else text)
+    rec = engine.images.record(image_id)
+    layers = engine.images.layers(rec)
+    manifest_bytes = engine.content.read_bytes(Digest.parse(rec.manifest_digest))
+    media = str(json.loads(manifest_bytes).get("mediaType") or mt.OCI_MANIFEST)
+    config_desc = Descriptor.from_json(json.loads(manifest_bytes)["config"])
+    emit({"status": f"The push refers to repository [{t.ref.name}]"})
+    async with Registry(t.host, insecure, creds) as reg:
+        for desc in [*reversed(layers), config_desc]:
+            lid = _short(str(desc.digest))
+            is_layer = desc is not config_desc
+            if await reg.has_blob(t.repo, str(desc.digest)):
+                if is_layer:
+                    emit({"status": "Layer already exists", "progressDetail": {}, "id": lid})
+                continue
+            if is_layer:
+                emit({"status": "Pushing", "progressDetail": {"current": 0, "total": desc.size}, "id": lid})
+            with engine.content.open(desc.digest) as body:
+                await reg.push_blob(t.repo, str(desc.digest), desc.size, body)
+            if is_layer:
+                emit({"status": "Pushed", "progressDetail": {}, "id": lid})
+        tag = t.ref.tag or "latest"
+        digest = await reg.push_manifest(t.repo, tag, manifest_bytes, media)
+    digest = digest or str(Digest.from_bytes(manifest_bytes))
+    emit({"status": f"{tag}: digest: {digest} size: {len(manifest_bytes)}"})
+    emit({"progressDetail": {}, "aux": {"Tag": tag, "Digest": digest, "Size": len(manifest_bytes)}})
+    engine.bus.publish("image", "push", image_id, {"name": t.ref.familiar()})
+    return digest

@@ -1,0 +1,102 @@
+"""Issue 4, the engine side: push to and pull from a registry on loopback — Debian's
+docker-registry (the CNCF distribution registry) — through the dockyard CLI and the stock docker
+CLI; digests match on both sides and the pulled image runs."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import subprocess
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import LiveDaemon, unique
+
+pytestmark = [pytest.mark.root,
+              pytest.mark.skipif(shutil.which("docker-registry") is None, reason="docker-registry not installed")]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def registry(tmp_path: Path) -> Iterator[str]:
+    port = _free_port()
+    cfg = tmp_path / "registry.yml"
+    cfg.write_text(f"version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: "
+                   f"{tmp_path / 'data'}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n")
+    proc = subprocess.Popen(["docker-registry", "serve", str(cfg)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(100):
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/", timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.05)
+        yield f"127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def _manifest_digest(host: str, repo: str, tag: str) -> str:
+    req = urllib.request.Request(f"http://{host}/v2/{repo}/manifests/{tag}", method="HEAD", headers={
+        "Accept": "application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json"})
+    with urllib.request.urlopen(req, timeout=5) as resp:
+        return str(resp.headers["Docker-Content-Digest"])
+
+
+def test_push_pull_round_trip(daemon: LiveDaemon, registry: str, tmp_path: Path) -> None:
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    marker = unique("shared")
+    (ctx / "Dockerfile").write_text(f"FROM busybox\nRUN echo {marker} > /marker\nCMD [\"cat\", \"/marker\"]\n")
+    ref = f"{registry}/team/app:v1"
+    daemon.cli("build", "-q", "-t", ref, str(ctx))
+    try:
+        out = daemon.cli("push", ref).stdout.decode()
+        assert f"The push refers to repository [{registry}/team/app]" in out and ": Pushed" in out
+        pushed = out.strip().splitlines()[-1]
+        assert pushed.startswith("v1: digest: sha256:")
+        digest = pushed.split()[2]
+        assert _manifest_digest(registry, "team/app", "v1") == digest
+        again = daemon.cli("push", ref).stdout.decode()
+        assert "Layer already exists" in again and ": Pushed" not in again
+        image_id = json.loads(daemon.cli("image", "inspect", ref).stdout)[0]["Id"]
+        daemon.cli("rmi", ref)
+        pulled = daemon.cli("pull", ref).stdout.decode()
+        assert "Already exists" in pulled  # busybox's layer was never removed
+        assert f"Digest: {digest}" in pulled and f"Status: Downloaded newer image for {ref}" in pulled
+        info = json.loads(daemon.cli("image", "inspect", ref).stdout)[0]
+        assert info["Id"] == image_id and f"{registry}/team/app@{digest}" in info["RepoDigests"]
+        assert daemon.cli("run", "--rm", ref).stdout.decode().strip() == marker
+        assert "Image is up to date" in daemon.cli("pull", ref).stdout.decode()
+        missing = daemon.cli("pull", f"{registry}/team/nope:1", check=False)
+        assert missing.returncode == 1 and b"not found" in missing.stderr
+    finally:
+        daemon.cli("rmi", "-f", ref, check=False)
+
+
+def test_stock_docker_cli_push_and_pull(daemon: LiveDaemon, registry: str) -> None:
+    if shutil.which("docker") is None:
+        pytest.skip("docker CLI not installed")
+    ref = f"{registry}/compat/busybox:{unique('t')}"
+    daemon.docker("tag", "busybox", ref)
+    try:
+        out = daemon.docker("push", ref).stdout.decode()
+        assert "digest: sha256:" in out
+        daemon.docker("rmi", ref)
+        pulled = daemon.docker("pull", ref).stdout.decode()
+        assert "Status: Downloaded newer image" in pulled or "Image is up to date" in pulled
+        assert daemon.docker("run", "--rm", ref, "echo", "pulled").stdout == b"pulled\n"
+    finally:
+        daemon.docker("rmi", ref, check=False)

@@ -100,6 +100,11 @@ class FakeEngine:
     async def inspect_image(self, name: str) -> Any:
         raise NotFound(f"No such image: {name}")
 
+    async def pull_image(self, ref: str, platform: str, creds: Any, emit: Any) -> str:
+        if ref != "busybox:latest":
+            emit({"status": f"Pulling from {ref}"})
+        raise NotFound(f"manifest for {ref} not found: manifest unknown")
+
     async def tag_image(self, source: str, repo: str, tag: str = "") -> None:
         self.tagged.append((source, repo, tag))
 
@@ -169,8 +174,13 @@ def test_image_names_with_slashes_and_colons(tmp_path: Path) -> None:
         r = await c.post("/images/reg.io/a/b:latest/tag?repo=reg.io/c&tag=v2")
         assert r.status == 201
         assert engine.tagged == [("reg.io/a/b:latest", "reg.io/c", "v2")]
-        r = await c.post("/images/create?fromImage=busybox&tag=latest")
-        assert r.status == 404 and "pull is not supported yet" in (await r.json())["message"]
+        r = await c.post("/images/create?fromImage=busybox&tag=latest")  # fails before any progress
+        assert r.status == 404 and (await r.json())["message"] == (
+            "manifest for busybox:latest not found: manifest unknown")
+        r = await c.post("/images/create?fromImage=other&tag=1")  # fails mid-stream: errorDetail
+        lines = [json.loads(x) for x in (await r.text()).splitlines()]
+        assert r.status == 200 and lines[0] == {"status": "Pulling from other:1"}
+        assert lines[-1]["error"] == "manifest for other:1 not found: manifest unknown"
     run(engine, tmp_path, body)
 
 

@@ -100,3 +100,22 @@ def test_stock_docker_cli_push_and_pull(daemon: LiveDaemon, registry: str) -> No
         assert daemon.docker("run", "--rm", ref, "echo", "pulled").stdout == b"pulled\n"
     finally:
         daemon.docker("rmi", ref, check=False)
+
+
+def test_run_pulls_a_missing_image(daemon: LiveDaemon, registry: str) -> None:
+    ref = f"{registry}/run/busybox:{unique('t')}"
+    daemon.cli("tag", "busybox", ref)
+    daemon.cli("push", ref)
+    daemon.cli("rmi", ref)
+    try:
+        never = daemon.cli("run", "--rm", "--pull=never", ref, "true", check=False)
+        assert never.returncode == 125 and b"No such image" in never.stderr
+        res = daemon.cli("run", "--rm", ref, "echo", "ran")
+        assert res.stdout == b"ran\n"
+        assert f"Unable to find image '{ref}' locally".encode() in res.stderr
+        again = daemon.cli("run", "--rm", "--pull=always", ref, "echo", "again")
+        assert again.stdout == b"again\n" and b"Image is up to date" in again.stderr
+        bad = daemon.cli("run", "--rm", "--pull=sometimes", ref, check=False)
+        assert bad.returncode == 125 and b"invalid pull option" in bad.stderr
+    finally:
+        daemon.cli("rmi", ref, check=False)

@@ -50,8 +50,21 @@ def create_or_run(c: Client, a: argparse.Namespace, run: bool) -> int:
     detach = getattr(a, "detach", False) if run else True
     tty_size = terminal_size() if a.tty else None
     body = create_body(a, a.image, a.command, tty_size)
+    policy = getattr(a, "pull", "missing") or "missing"
+    if policy not in ("missing", "always", "never"):
+        _err(f'invalid pull option: \'{policy}\': must be one of "always", "missing" or "never"')
+        return 125
     try:
-        created = c.create_container(body, a.name)
+        if policy == "always":
+            _pull(c, a.image, a)
+        try:
+            created = c.create_container(body, a.name)
+        except errors.NotFound as exc:
+            if policy != "missing" or "No such image" not in str(exc):
+                raise
+            _err(f"Unable to find image '{a.image}' locally")  # as docker: pull, then create again
+            _pull(c, a.image, a)
+            created = c.create_container(body, a.name)
     except errors.DockyardError as exc:
         _daemon_err(exc)
         return 125
@@ -95,6 +108,18 @@ def create_or_run(c: Client, a: argparse.Namespace, run: bool) -> int:
         _err(f"Error response from daemon: {werr}")
         return 125
     return code
+
+
+def _pull(c: Client, image: str, a: argparse.Namespace) -> None:
+    """Pull with the progress on stderr (stdout is the container's)."""
+    from dockyard.client import auth
+    resp = c.pull(image, getattr(a, "platform", None), auth.header_for(auth.server_of(image)))
+    for msg in resp.iter_json():
+        if msg.get("errorDetail") or msg.get("error"):
+            raise errors.NotFound(str(msg.get("error") or msg["errorDetail"].get("message")))
+        status = msg.get("status")
+        if status and status not in ("Downloading", "Extracting"):
+            _err(f"{msg['id']}: {status}" if msg.get("id") else status)
 
 
 def cmd_start(c: Client, a: argparse.Namespace) -> int:

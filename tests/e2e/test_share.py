@@ -119,3 +119,20 @@ def test_run_pulls_a_missing_image(daemon: LiveDaemon, registry: str) -> None:
         assert bad.returncode == 125 and b"invalid pull option" in bad.stderr
     finally:
         daemon.cli("rmi", ref, check=False)
+
+
+def test_registry_mirror_serves_docker_hub_names(daemon: LiveDaemon, registry: str, tmp_path: Path) -> None:
+    """``--registry-mirror``: ``docker.io/library/x`` is fetched from the mirror (the test never
+    reaches Docker Hub: the name exists only on the loopback mirror)."""
+    from tests.conftest import start_daemon, stop_daemon
+    name = unique("mirrored")
+    daemon.cli("tag", "busybox", f"{registry}/library/{name}:1")
+    daemon.cli("push", f"{registry}/library/{name}:1")
+    daemon.cli("rmi", f"{registry}/library/{name}:1")
+    mirrored = start_daemon(tmp_path / "mirrored", "--registry-mirror", f"http://{registry}")
+    try:
+        out = mirrored.cli("pull", f"{name}:1").stdout.decode()
+        assert f"Pulling from library/{name}" in out and f"docker.io/library/{name}:1" in out
+        assert mirrored.cli("run", "--rm", f"{name}:1", "echo", "via-mirror").stdout == b"via-mirror\n"
+    finally:
+        stop_daemon(mirrored)

@@ -85,3 +85,18 @@ def test_config_file_refusals(tmp_path: Path) -> None:
     path.write_text("{not json")
     with pytest.raises(InvalidArgument, match="invalid config file"):
         load_config(["--config-file", str(path)])
+
+
+def test_registry_flags_and_keys(tmp_path: Path) -> None:
+    cfg = load_config(["--insecure-registry", "reg.lan:5000", "--insecure-registry", "10.0.0.0/8",
+                       "--registry-mirror", "http://127.0.0.1:5001/"])
+    assert cfg.insecure_registries == ["reg.lan:5000", "10.0.0.0/8"]
+    assert cfg.registry_mirrors == ["http://127.0.0.1:5001"]
+    f = tmp_path / "daemon.json"
+    f.write_text('{"insecure-registries": ["a:1"], "registry-mirrors": ["https://m.example"]}')
+    cfg = load_config(["--config-file", str(f)])
+    assert cfg.insecure_registries == ["a:1"] and cfg.registry_mirrors == ["https://m.example"]
+    f.write_text('{"insecure-registries": "a:1"}')
+    with pytest.raises(InvalidArgument, match="insecure-registries"):
+        load_config(["--config-file", str(f)])
+

@@ -26,7 +26,8 @@ _FILE_KEYS = {
     "hosts": "hosts", "data-root": "data_root", "exec-root": "exec_root", "pidfile": "pidfile",
     "default-runtime": "default_runtime", "runtimes": "runtimes", "log-level": "log_level",
     "log-opts": "log_opts", "tls": "tls", "tlsverify": "tlsverify", "tlscacert": "tlscacert",
-    "tlscert": "tlscert", "tlskey": "tlskey",
+    "tlscert": "tlscert", "tlskey": "tlskey", "insecure-registries": "insecure_registries",
+    "registry-mirrors": "registry_mirrors",
 }
 
 
@@ -67,6 +68,8 @@ class DaemonConfig:
     tlscacert: str = ""
     tlscert: str = ""
     tlskey: str = ""
+    insecure_registries: list[str] = field(default_factory=list)
+    registry_mirrors: list[str] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -125,6 +128,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tlscacert", dest="tlscacert")
     p.add_argument("--tlscert", dest="tlscert")
     p.add_argument("--tlskey", dest="tlskey")
+    p.add_argument("--insecure-registry", dest="insecure_registries", action="append", metavar="HOST[:PORT]|CIDR")
+    p.add_argument("--registry-mirror", dest="registry_mirrors", action="append", metavar="URL")
     return p
 
 
@@ -157,7 +162,7 @@ def _file_value(key: str, value: Any) -> Any:
     """Normalise a config-file value into the flag representation (type-checked)."""
     def bad(expected: str) -> InvalidArgument:
         return InvalidArgument(f"invalid config file value for {key!r}: expected {expected}")
-    if key == "hosts":
+    if key in ("hosts", "insecure-registries", "registry-mirrors"):
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise bad("an array of strings")
         return value
@@ -226,6 +231,8 @@ def load_config(argv: list[str]) -> DaemonConfig:
         log_max_size=parse_size(log_opts["max-size"], "max-size") if "max-size" in log_opts else 20 * 1000 * 1000,
         log_max_file=int(max_file), tls=tls, tlsverify=bool(args["tlsverify"]),
         tlscacert=args["tlscacert"] or "", tlscert=args["tlscert"] or "", tlskey=args["tlskey"] or "",
+        insecure_registries=list(args["insecure_registries"] or []),
+        registry_mirrors=[m.rstrip("/") for m in args["registry_mirrors"] or []],
     )
     check_tls(cfg)
     return cfg

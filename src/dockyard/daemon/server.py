@@ -97,7 +97,8 @@ async def serve(cfg: DaemonConfig) -> None:
         ctx = ssl_context(cfg)
         engine = await Engine.open(EngineConfig(
             data_root=cfg.data_root, exec_root=cfg.exec_root, default_runtime=cfg.default_runtime,
-            runtimes=dict(cfg.runtimes), log_max_size=cfg.log_max_size, log_max_file=cfg.log_max_file))
+            runtimes=dict(cfg.runtimes), log_max_size=cfg.log_max_size, log_max_file=cfg.log_max_file,
+            insecure_registries=list(cfg.insecure_registries), registry_mirrors=list(cfg.registry_mirrors)))
         try:
             runner = web.AppRunner(build_app(engine, cfg.data_root), handler_cancellation=True,
                                    shutdown_timeout=2.0, access_log=None)

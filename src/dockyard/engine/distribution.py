@@ -58,11 +58,38 @@ def _pick_platform(index: dict[str, Any], platform: str) -> Descriptor:
     raise NotFound(f"no matching manifest for {want_os}/{want_arch} in the manifest list entries")
 
 
-async def pull(engine: Any, text: str, platform: str, creds: Credentials | None, emit: Emit,
-               insecure: bool = False) -> str:
+def insecure(engine: Any, host: str) -> bool:
+    """``--insecure-registry``: a listed host[:port], or an address inside a listed CIDR."""
+    import ipaddress
+    for entry in engine.config.insecure_registries:
+        if entry == host or entry == host.rsplit(":", 1)[0]:
+            return True
+        try:
+            net = ipaddress.ip_network(entry, strict=False)
+            if ipaddress.ip_address(host.rsplit(":", 1)[0].strip("[]")) in net:
+                return True
+        except ValueError:
+            continue
+    return False
+
+
+async def pull(engine: Any, text: str, platform: str, creds: Credentials | None, emit: Emit) -> str:
     t = Target.parse(text)
+    if t.ref.domain == "docker.io":
+        for mirror in engine.config.registry_mirrors:  # a mirror that fails is skipped, as dockerd does
+            host = mirror.split("://", 1)[-1]
+            try:
+                return await _pull_from(engine, Target(t.ref, host, t.repo), text, platform, None, emit,
+                                        mirror.startswith("http://") or insecure(engine, host))
+            except DockyardError:
+                continue
+    return await _pull_from(engine, t, text, platform, creds, emit, insecure(engine, t.host))
+
+
+async def _pull_from(engine: Any, t: Target, text: str, platform: str, creds: Credentials | None, emit: Emit,
+                     plain_http: bool) -> str:
     tag_or_digest = str(t.ref.digest) if t.ref.digest else (t.ref.tag or "latest")
-    async with Registry(t.host, insecure, creds) as reg:
+    async with Registry(t.host, plain_http, creds) as reg:
         emit({"status": f"Pulling from {t.repo}", "id": t.ref.tag or tag_or_digest})
         data, media, digest = await reg.manifest(t.repo, tag_or_digest)
         digest = digest or str(Digest.from_bytes(data))
@@ -133,7 +160,7 @@ async def _fetch(engine: Any, reg: Registry, repo: str, desc: Descriptor, progre
         w.commit(expected=desc.digest, size=desc.size)
 
 
-async def push(engine: Any, text: str, creds: Credentials | None, emit: Emit, insecure: bool = False) -> str:
+async def push(engine: Any, text: str, creds: Credentials | None, emit: Emit) -> str:
     t = Target.parse(text)
     image_id = engine.images.resolve(str(t.ref.tagged_or_default()) if not t.ref.digest else text)
     rec = engine.images.record(image_id)
@@ -142,7 +169,7 @@ async def push(engine: Any, text: str, creds: Credentials | None, emit: Emit, in
     media = str(json.loads(manifest_bytes).get("mediaType") or mt.OCI_MANIFEST)
     config_desc = Descriptor.from_json(json.loads(manifest_bytes)["config"])
     emit({"status": f"The push refers to repository [{t.ref.name}]"})
-    async with Registry(t.host, insecure, creds) as reg:
+    async with Registry(t.host, insecure(engine, t.host), creds) as reg:
         for desc in [*reversed(layers), config_desc]:
             lid = _short(str(desc.digest))
             is_layer = desc is not config_desc

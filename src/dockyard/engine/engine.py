@@ -64,6 +64,8 @@ class EngineConfig:
     log_max_size: int = 20 * 1000 * 1000
     log_max_file: int = 5
     cgroup_parent: str = "dockyard"
+    insecure_registries: list[str] = field(default_factory=list)   # plain HTTP allowed (hosts, CIDRs)
+    registry_mirrors: list[str] = field(default_factory=list)      # tried first for docker.io pulls
 
 
 class Engine:
@@ -447,9 +449,10 @@ class Engine:
         return await push(self, ref, creds, emit)
 
     async def login(self, server: str, creds: Any) -> None:
+        from dockyard.engine.distribution import insecure
         from dockyard.remotes.client import Registry, registry_host
         host = registry_host(server.removeprefix("https://").removeprefix("http://").rstrip("/") or "docker.io")
-        async with Registry(host, creds=creds) as reg:
+        async with Registry(host, insecure(self, host), creds=creds) as reg:
             resp = await reg.request("GET", "/v2/", "")
             resp.release()
 

@@ -136,3 +136,52 @@ def test_registry_mirror_serves_docker_hub_names(daemon: LiveDaemon, registry: s
         assert mirrored.cli("run", "--rm", f"{name}:1", "echo", "via-mirror").stdout == b"via-mirror\n"
     finally:
         stop_daemon(mirrored)
+
+
+def test_login_then_push_and_pull_with_basic_auth(daemon: LiveDaemon, tmp_path: Path) -> None:
+    """``dockyard login`` checks the password with the registry and stores it where the docker CLI
+    does; push and pull then authenticate with it (Basic, answered after a 401 challenge)."""
+    import os
+    import warnings
+    with warnings.catch_warnings():  # crypt: bcrypt through libxcrypt (deprecated, still in 3.11)
+        warnings.simplefilter("ignore", DeprecationWarning)
+        import crypt
+
+    from tests.conftest import BIN
+    port = _free_port()
+    (tmp_path / "htpasswd").write_text("alice:" + crypt.crypt("s3cret", crypt.mksalt(crypt.METHOD_BLOWFISH)) + "\n")
+    cfg = tmp_path / "registry.yml"
+    cfg.write_text(f"version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: "
+                   f"{tmp_path / 'data'}\nhttp:\n  addr: 127.0.0.1:{port}\nauth:\n  htpasswd:\n"
+                   f"    realm: test\n    path: {tmp_path / 'htpasswd'}\n")
+    proc = subprocess.Popen(["docker-registry", "serve", str(cfg)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    env = {**os.environ, "DOCKER_CONFIG": str(tmp_path / "docker-config")}
+
+    def cli(*args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
+        return subprocess.run([str(BIN / "dockyard"), "-H", daemon.host, *args], input=stdin,
+                              capture_output=True, env=env, timeout=60)
+
+    host = f"127.0.0.1:{port}"
+    ref = f"{host}/private/busybox:1"
+    try:
+        time.sleep(0.3)
+        daemon.cli("tag", "busybox", ref)
+        denied = cli("push", ref)
+        assert denied.returncode == 1 and b"unauthorized" in denied.stderr.lower()
+        wrong = cli("login", "-u", "alice", "--password-stdin", host, stdin=b"nope\n")
+        assert wrong.returncode == 1 and not (tmp_path / "docker-config" / "config.json").exists()
+        ok = cli("login", "-u", "alice", "--password-stdin", host, stdin=b"s3cret\n")
+        assert ok.returncode == 0 and ok.stdout == b"Login Succeeded\n"
+        stored = json.loads((tmp_path / "docker-config" / "config.json").read_text())
+        assert host in stored["auths"]
+        assert cli("push", ref).returncode == 0
+        daemon.cli("rmi", ref)
+        assert cli("pull", ref).returncode == 0
+        out = cli("logout", host)
+        assert out.stdout == f"Removing login credentials for {host}\n".encode()
+        assert host not in json.loads((tmp_path / "docker-config" / "config.json").read_text())["auths"]
+    finally:
+        daemon.cli("rmi", ref, check=False)
+        proc.terminate()
+        proc.wait(10)

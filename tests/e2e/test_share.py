@@ -80,6 +80,14 @@ def test_push_pull_round_trip(daemon: LiveDaemon, registry: str, tmp_path: Path)
         assert info["Id"] == image_id and f"{registry}/team/app@{digest}" in info["RepoDigests"]
         assert daemon.cli("run", "--rm", ref).stdout.decode().strip() == marker
         assert "Image is up to date" in daemon.cli("pull", ref).stdout.decode()
+        import http.client
+        conn = http.client.HTTPConnection("localhost")
+        conn.sock = socket.socket(socket.AF_UNIX)
+        conn.sock.connect(str(daemon.sock))
+        conn.request("GET", f"/v1.45/distribution/{ref}/json")
+        dist = json.loads(conn.getresponse().read())
+        conn.close()
+        assert dist["Descriptor"]["digest"] == digest and dist["Platforms"][0]["os"] == "linux"
         missing = daemon.cli("pull", f"{registry}/team/nope:1", check=False)
         assert missing.returncode == 1 and b"not found" in missing.stderr
     finally:

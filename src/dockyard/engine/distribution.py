@@ -190,3 +190,23 @@ async def push(engine: Any, text: str, creds: Credentials | None, emit: Emit) ->
     emit({"progressDetail": {}, "aux": {"Tag": tag, "Digest": digest, "Size": len(manifest_bytes)}})
     engine.bus.publish("image", "push", image_id, {"name": t.ref.familiar()})
     return digest
+
+
+async def inspect_remote(engine: Any, text: str, creds: Credentials | None) -> dict[str, Any]:
+    """``GET /distribution/{name}/json``: the registry's descriptor and platforms for a reference."""
+    t = Target.parse(text)
+    ref = str(t.ref.digest) if t.ref.digest else (t.ref.tag or "latest")
+    async with Registry(t.host, insecure(engine, t.host), creds) as reg:
+        data, media, digest = await reg.manifest(t.repo, ref)
+        doc = load_json(data, "manifest")
+        platforms: list[dict[str, Any]] = []
+        if media in mt.INDEXES or doc.get("manifests") is not None:
+            platforms = [dict(m.get("platform") or {}) for m in doc.get("manifests") or []]
+        else:
+            config_desc = Descriptor.from_json(doc.get("config") or {})
+            chunks = [c async for c in reg.blob(t.repo, str(config_desc.digest))]
+            config = load_json(b"".join(chunks), "image config")
+            platforms = [{k: config[k] for k in ("architecture", "os", "variant") if config.get(k)}]
+    return {"Descriptor": {"mediaType": media, "digest": digest or str(Digest.from_bytes(data)),
+                           "size": len(data)}, "Platforms": platforms}
+

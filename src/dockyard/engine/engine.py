@@ -448,6 +448,10 @@ class Engine:
         from dockyard.engine.distribution import push
         return await push(self, ref, creds, emit)
 
+    async def inspect_remote(self, ref: str, creds: Any) -> dict[str, Any]:
+        from dockyard.engine.distribution import inspect_remote
+        return await inspect_remote(self, ref, creds)
+
     async def login(self, server: str, creds: Any) -> None:
         from dockyard.engine.distribution import insecure
         from dockyard.remotes.client import Registry, registry_host

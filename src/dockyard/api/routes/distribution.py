@@ -90,7 +90,13 @@ async def auth(request: web.Request) -> web.Response:
     return json_response({"Status": "Login Succeeded", "IdentityToken": ""})
 
 
+async def distribution(request: web.Request) -> web.Response:
+    return json_response(await engine(request).inspect_remote(request.match_info["name"],
+                                                               registry_auth(request)))
+
+
 ROUTES: Routes = [
     ("POST", "/images/{name:.+}/push", push),
+    ("GET", "/distribution/{name:.+}/json", distribution),
     ("POST", "/auth", auth),
 ]

@@ -121,14 +121,24 @@ async def _pull_from(engine: Any, t: Target, text: str, platform: str, creds: Cr
                     "progress": _bar(n, desc.size), "id": lid}))
             emit({"status": "Download complete", "progressDetail": {}, "id": lid})
 
-        await asyncio.gather(*(one(d) for d in layers))
+        downloads = [asyncio.ensure_future(one(d)) for d in layers]
+        diff_ids = [str(x) for x in (load_json(config, "image config").get("rootfs") or {}).get("diff_ids") or []]
+        try:
+            # unpack in order while later layers still download; add_image then finds them committed
+            for i, desc in enumerate(layers):
+                await downloads[i]
+                if len(diff_ids) == len(layers):
+                    await asyncio.to_thread(engine.images.unpacker.unpack, diff_ids[:i + 1], layers[:i + 1])
+                emit({"status": "Pull complete", "progressDetail": {}, "id": _short(str(desc.digest))})
+        finally:
+            for task in downloads:
+                task.cancel()
+            await asyncio.gather(*downloads, return_exceptions=True)
     name = str(t.ref.tagged_or_default()) if not t.ref.digest else ""
     refs = [name] if name else []
     refs.append(f"{t.ref.name}@{top_digest}")
     before = _current(engine, name)
     image_id: str = await asyncio.to_thread(engine.images.add_image, config, layers, data, refs)
-    for d in layers:
-        emit({"status": "Pull complete", "progressDetail": {}, "id": _short(str(d.digest))})
     emit({"status": f"Digest: {top_digest}"})
     shown = reference.parse(text).familiar()
     emit({"status": f"Status: Image is up to date for {shown}" if before == image_id

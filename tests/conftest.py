@@ -79,7 +79,9 @@ def start_daemon(base: Path, *extra: str) -> LiveDaemon:
     with open(log, "wb") as logf:
         proc = subprocess.Popen(
             [str(BIN / "dockyardd"), "-H", f"unix://{sock}", "--data-root", str(data_root),
-             "--exec-root", str(exec_root), "--log-level", "debug", *extra],
+             "--exec-root", str(exec_root), "--log-level", "debug",
+             # never Docker Hub: a name without a registry goes to a closed port on loopback
+             "--default-registry", "127.0.0.1:1", *extra],
             stdout=logf, stderr=subprocess.STDOUT, start_new_session=True)
     d = LiveDaemon(proc, sock, data_root, exec_root, log)
     deadline = time.monotonic() + 30

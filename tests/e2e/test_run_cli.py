@@ -94,8 +94,11 @@ def test_memory_limit_and_oom(daemon: LiveDaemon) -> None:
 
 def test_bad_input_leaves_nothing(daemon: LiveDaemon) -> None:
     before = set(os.listdir(daemon.data_root / "containers")) if (daemon.data_root / "containers").exists() else set()
-    res = daemon.cli("run", "--rm", "no-such-image:1", "true", check=False)
+    res = daemon.cli("run", "--rm", "--pull=never", "no-such-image:1", "true", check=False)
     assert res.returncode == 125 and b"No such image" in res.stderr
+    res = daemon.cli("run", "--rm", "no-such-image:1", "true", check=False)  # tries a pull first
+    assert res.returncode == 125 and b"Unable to find image 'no-such-image:1' locally" in res.stderr
+    assert b"127.0.0.1:1" in res.stderr  # the test daemon's --default-registry, never Docker Hub
     res = daemon.cli("create", "--name", "bad name!", "busybox", check=False)
     assert res.returncode != 0 and b"Invalid container name" in res.stderr
     res = daemon.cli("create", "-m", "1k", "busybox", check=False)

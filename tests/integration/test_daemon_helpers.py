@@ -64,7 +64,8 @@ def spawn(base: Path, *extra: str, data_root: Path | None = None, exec_root: Pat
     log = base / f"dockyardd-{uuid.uuid4().hex[:6]}.log"
     with open(log, "wb") as logf:
         proc = subprocess.Popen([DOCKYARDD, "-H", f"unix://{sock}", "--data-root", str(data_root),
-                                 "--exec-root", str(exec_root), "--log-level", "debug", *extra],
+                                 "--exec-root", str(exec_root), "--log-level", "debug",
+                                 "--default-registry", "127.0.0.1:1", *extra],  # never Docker Hub
                                 stdout=logf, stderr=subprocess.STDOUT, start_new_session=True)
     return proc, sock, data_root, exec_root, log
 

@@ -27,7 +27,7 @@ _FILE_KEYS = {
     "default-runtime": "default_runtime", "runtimes": "runtimes", "log-level": "log_level",
     "log-opts": "log_opts", "tls": "tls", "tlsverify": "tlsverify", "tlscacert": "tlscacert",
     "tlscert": "tlscert", "tlskey": "tlskey", "insecure-registries": "insecure_registries",
-    "registry-mirrors": "registry_mirrors",
+    "registry-mirrors": "registry_mirrors", "default-registry": "default_registry",
 }
 
 
@@ -70,6 +70,7 @@ class DaemonConfig:
     tlskey: str = ""
     insecure_registries: list[str] = field(default_factory=list)
     registry_mirrors: list[str] = field(default_factory=list)
+    default_registry: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -130,6 +131,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tlskey", dest="tlskey")
     p.add_argument("--insecure-registry", dest="insecure_registries", action="append", metavar="HOST[:PORT]|CIDR")
     p.add_argument("--registry-mirror", dest="registry_mirrors", action="append", metavar="URL")
+    # where docker.io names are pulled from instead of Docker Hub (no fallback): tests point it
+    # at loopback so that nothing ever reaches a public registry
+    p.add_argument("--default-registry", dest="default_registry", metavar="HOST[:PORT]")
     return p
 
 
@@ -233,6 +237,7 @@ def load_config(argv: list[str]) -> DaemonConfig:
         tlscacert=args["tlscacert"] or "", tlscert=args["tlscert"] or "", tlskey=args["tlskey"] or "",
         insecure_registries=list(args["insecure_registries"] or []),
         registry_mirrors=[m.rstrip("/") for m in args["registry_mirrors"] or []],
+        default_registry=args["default_registry"] or "",
     )
     check_tls(cfg)
     return cfg

@@ -34,9 +34,16 @@ class Target:
     repo: str
 
     @classmethod
-    def parse(cls, text: str) -> Target:
+    def parse(cls, engine: Any, text: str) -> Target:
         ref = reference.parse(text)
-        return cls(ref, registry_host(ref.domain), ref.path)
+        return cls(ref, hub_host(engine, ref.domain), ref.path)
+
+
+def hub_host(engine: Any, domain: str) -> str:
+    """The host serving ``domain``; docker.io names go to ``--default-registry`` when it is set."""
+    if domain in ("docker.io", "index.docker.io", "registry-1.docker.io") and engine.config.default_registry:
+        return str(engine.config.default_registry)
+    return registry_host(domain)
 
 
 def _short(digest: str) -> str:
@@ -74,7 +81,7 @@ def insecure(engine: Any, host: str) -> bool:
 
 
 async def pull(engine: Any, text: str, platform: str, creds: Credentials | None, emit: Emit) -> str:
-    t = Target.parse(text)
+    t = Target.parse(engine, text)
     if t.ref.domain == "docker.io":
         for mirror in engine.config.registry_mirrors:  # a mirror that fails is skipped, as dockerd does
             host = mirror.split("://", 1)[-1]
@@ -90,8 +97,9 @@ async def _pull_from(engine: Any, t: Target, text: str, platform: str, creds: Cr
                      plain_http: bool) -> str:
     tag_or_digest = str(t.ref.digest) if t.ref.digest else (t.ref.tag or "latest")
     async with Registry(t.host, plain_http, creds) as reg:
-        emit({"status": f"Pulling from {t.repo}", "id": t.ref.tag or tag_or_digest})
+        # resolved before the first progress line, so "not found" is a plain 404, as with dockerd
         data, media, digest = await reg.manifest(t.repo, tag_or_digest)
+        emit({"status": f"Pulling from {t.repo}", "id": t.ref.tag or tag_or_digest})
         digest = digest or str(Digest.from_bytes(data))
         if t.ref.digest and str(Digest.from_bytes(data)) != str(t.ref.digest):
             raise InvalidArgument(f"manifest digest mismatch: asked for {t.ref.digest}, got "
@@ -171,7 +179,7 @@ async def _fetch(engine: Any, reg: Registry, repo: str, desc: Descriptor, progre
 
 
 async def push(engine: Any, text: str, creds: Credentials | None, emit: Emit) -> str:
-    t = Target.parse(text)
+    t = Target.parse(engine, text)
     image_id = engine.images.resolve(str(t.ref.tagged_or_default()) if not t.ref.digest else text)
     rec = engine.images.record(image_id)
     layers = engine.images.layers(rec)
@@ -204,7 +212,7 @@ async def push(engine: Any, text: str, creds: Credentials | None, emit: Emit) ->
 
 async def inspect_remote(engine: Any, text: str, creds: Credentials | None) -> dict[str, Any]:
     """``GET /distribution/{name}/json``: the registry's descriptor and platforms for a reference."""
-    t = Target.parse(text)
+    t = Target.parse(engine, text)
     ref = str(t.ref.digest) if t.ref.digest else (t.ref.tag or "latest")
     async with Registry(t.host, insecure(engine, t.host), creds) as reg:
         data, media, digest = await reg.manifest(t.repo, ref)

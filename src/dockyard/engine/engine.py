@@ -66,6 +66,7 @@ class EngineConfig:
     cgroup_parent: str = "dockyard"
     insecure_registries: list[str] = field(default_factory=list)   # plain HTTP allowed (hosts, CIDRs)
     registry_mirrors: list[str] = field(default_factory=list)      # tried first for docker.io pulls
+    default_registry: str = ""      # serves docker.io names instead of Docker Hub (no fallback)
 
 
 class Engine:
@@ -453,9 +454,9 @@ class Engine:
         return await inspect_remote(self, ref, creds)
 
     async def login(self, server: str, creds: Any) -> None:
-        from dockyard.engine.distribution import insecure
-        from dockyard.remotes.client import Registry, registry_host
-        host = registry_host(server.removeprefix("https://").removeprefix("http://").rstrip("/") or "docker.io")
+        from dockyard.engine.distribution import hub_host, insecure
+        from dockyard.remotes.client import Registry
+        host = hub_host(self, server.removeprefix("https://").removeprefix("http://").rstrip("/") or "docker.io")
         async with Registry(host, insecure(self, host), creds=creds) as reg:
             resp = await reg.request("GET", "/v2/", "")
             resp.release()

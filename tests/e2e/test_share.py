@@ -193,3 +193,36 @@ def test_login_then_push_and_pull_with_basic_auth(daemon: LiveDaemon, tmp_path: 
         daemon.cli("rmi", ref, check=False)
         proc.terminate()
         proc.wait(10)
+
+
+def test_pull_resumes_or_restarts_an_interrupted_download(daemon: LiveDaemon, registry: str,
+                                                          tmp_path: Path) -> None:
+    """A partial ingest left by an interrupted pull is continued (Range); one holding wrong bytes
+    fails verification, is dropped, and the download starts over: the pull succeeds either way."""
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text("FROM busybox\nRUN head -c 3000000 /dev/urandom > /blob\n")
+    ref = f"{registry}/resume/app:{unique('t')}"
+    daemon.cli("build", "-q", "-t", ref, str(ctx))
+    daemon.cli("push", ref)
+    info = json.loads(daemon.cli("image", "inspect", ref).stdout)[0]
+    layer = info["RootFS"]["Layers"][-1]  # uncompressed in our store: its digest is the diff id
+    blob = daemon.data_root / "content" / "blobs" / "sha256" / layer.split(":")[1]
+    data = blob.read_bytes()
+    try:
+        for partial in (data[: len(data) // 2], b"x" * (len(data) // 2)):
+            daemon.cli("rmi", ref)
+            assert not blob.exists()
+            ingest = daemon.data_root / "content" / "ingest"
+            ingest.mkdir(parents=True, exist_ok=True)
+            # what an interrupted pull leaves: the writer's ingest for ref "pull-<digest>"
+            import hashlib
+            d = ingest / hashlib.sha256(f"pull-{layer}".encode()).hexdigest()
+            d.mkdir()
+            (d / "ref").write_text(f"pull-{layer}")
+            (d / "data").write_bytes(partial)
+            daemon.cli("pull", ref)
+            assert blob.read_bytes() == data
+            assert not d.exists()
+    finally:
+        daemon.cli("rmi", ref, check=False)

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from dockyard.errors import DockyardError, InvalidArgument, NotFound
+from dockyard.errors import DockyardError, InvalidArgument, NotFound, Unavailable
 from dockyard.images.util import host_arch, load_json
 from dockyard.oci import mediatypes as mt
 from dockyard.oci import reference
@@ -165,17 +165,36 @@ def _current(engine: Any, name: str) -> str | None:
 
 
 async def _fetch(engine: Any, reg: Registry, repo: str, desc: Descriptor, progress: Callable[[int], None] | None) -> None:
-    """Download one blob into the content store: resumed, verified, committed atomically."""
-    if engine.content.exists(desc.digest):
-        return
-    with engine.content.writer(f"pull-{desc.digest}", expected=desc.digest, size=desc.size) as w:
-        shown = 0
-        async for chunk in reg.blob(repo, str(desc.digest), w.offset):
-            w.write(chunk)
-            if progress is not None and w.offset - shown >= (1 << 20):
-                shown = w.offset
-                progress(w.offset)
-        w.commit(expected=desc.digest, size=desc.size)
+    """Download one blob into the content store. An interrupted download keeps its bytes in the
+    ingest and the next pull continues with ``Range``; the commit verifies digest and size, and a
+    resumed ingest that turns out wrong (or a registry that cannot resume) starts over once."""
+    for attempt in (0, 1):
+        if engine.content.exists(desc.digest):
+            return
+        w = engine.content.writer(f"pull-{desc.digest}", expected=desc.digest, size=desc.size)
+        resumed = w.offset > 0
+        try:
+            shown = 0
+            async for chunk in reg.blob(repo, str(desc.digest), w.offset):
+                w.write(chunk)
+                if progress is not None and w.offset - shown >= (1 << 20):
+                    shown = w.offset
+                    progress(w.offset)
+        except Unavailable as exc:
+            if resumed and attempt == 0 and "cannot resume" in str(exc):
+                w.abort()
+                continue
+            w.close()  # keep what arrived for the next pull
+            raise
+        except BaseException:
+            w.close()
+            raise
+        try:
+            w.commit(expected=desc.digest, size=desc.size)  # a mismatch drops the ingest
+            return
+        except InvalidArgument:
+            if not resumed or attempt == 1:
+                raise
 
 
 async def push(engine: Any, text: str, creds: Credentials | None, emit: Emit) -> str:

@@ -161,3 +161,32 @@ def test_tlsverify_requires_a_client_certificate(tmp_path: Path) -> None:
         conn.close()
     finally:
         stop(d)
+
+
+def test_start_up_clears_what_a_crash_left(tmp_path: Path) -> None:
+    """A build or request the daemon died in the middle of leaves snapshots, mounts and files in
+    <data-root>/tmp; the next start removes them (nothing runs yet that could own them)."""
+    from dockyard.mount import Mount, unmount_all
+    from dockyard.snapshots import Snapshotter
+    data_root = tmp_path / "data"
+    snaps = Snapshotter(data_root / "snapshots")
+    snaps.prepare("build-deadbeef", None)
+    snaps.close()
+    mnt = data_root / "tmp" / "build-mnt-crashed"
+    mnt.mkdir(parents=True)
+    (data_root / "tmp" / "build-ctx.tar").write_bytes(b"x")
+    src = tmp_path / "src"
+    src.mkdir()
+    Mount("bind", str(src), ("rbind",)).mount(mnt)
+    try:
+        d = start(tmp_path)
+        stop(d)
+        snaps = Snapshotter(data_root / "snapshots")
+        keys = [s.key for s in snaps.walk()]
+        snaps.close()
+        assert "build-deadbeef" not in keys
+        assert list((data_root / "tmp").iterdir()) == []
+        assert str(mnt) not in Path("/proc/self/mountinfo").read_text()
+    finally:
+        if mnt.exists():
+            unmount_all(mnt, detach=True)

@@ -491,6 +491,19 @@ class ContainerService(RestartPolicies):
             if key.startswith("container-") and key[len("container-"):][:64] not in known:
                 with contextlib.suppress(DockyardError, OSError):  # the init layer after its child
                     initlayer.remove(self.snapshots, key.removesuffix("-init-rw").removesuffix("-init"))
+            elif key.startswith(("build-", "extract-")) and info.kind != "committed":
+                # a build step or layer unpack that a crash interrupted (none runs at start-up)
+                with contextlib.suppress(DockyardError, OSError):
+                    self.snapshots.remove(key)
+        tmp = Path(self.config.data_root) / "tmp"
+        if tmp.is_dir():  # contexts, spooled bodies and mount points of requests a crash cut short
+            for leftover in tmp.iterdir():
+                with contextlib.suppress(DockyardError):
+                    unmount_all(leftover, detach=True)
+                if leftover.is_dir() and not leftover.is_symlink():
+                    shutil.rmtree(leftover, ignore_errors=True)
+                else:
+                    leftover.unlink(missing_ok=True)
         cdirs = Path(self.config.data_root) / "containers"
         if cdirs.is_dir():
             for d in cdirs.iterdir():

@@ -226,3 +226,22 @@ def test_pull_resumes_or_restarts_an_interrupted_download(daemon: LiveDaemon, re
             assert not d.exists()
     finally:
         daemon.cli("rmi", ref, check=False)
+
+
+def test_build_pulls_a_missing_base_image(daemon: LiveDaemon, registry: str, tmp_path: Path) -> None:
+    base = f"{registry}/base/bb:{unique('t')}"
+    daemon.cli("tag", "busybox", base)
+    daemon.cli("push", base)
+    daemon.cli("rmi", base)
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text(f"FROM {base}\nRUN echo built-on-pulled > /x\n")
+    tag = unique("onpulled")
+    try:
+        out = daemon.cli("build", "--progress=plain", "-t", tag, str(ctx)).stdout.decode()
+        assert f"Status: Downloaded newer image for {base}" in out
+        assert daemon.cli("run", "--rm", tag, "cat", "/x").stdout == b"built-on-pulled\n"
+        again = daemon.cli("build", "--progress=plain", "--pull", "-t", tag, str(ctx)).stdout.decode()
+        assert "Image is up to date" in again and "Using cache" in again
+    finally:
+        daemon.cli("rmi", tag, base, check=False)

@@ -158,7 +158,7 @@ class Builder:
         elif ref.lower() == "scratch":
             state = State.scratch()
         else:
-            state = await asyncio.get_running_loop().run_in_executor(None, self.executor.base, ref)
+            state = await self.executor.base(ref)
         self.say(" --->\n" if ref.lower() == "scratch" else f" ---> {_short(state.id)}\n")
         run = StageRun(stage, state)
         triggers = list(state.run_config.get("OnBuild") or [])
@@ -212,7 +212,7 @@ class Builder:
         diff_ids = state.diff_ids
         for ref in self.o.cache_from:
             try:
-                image = await asyncio.to_thread(self.executor.base, ref)
+                image = await self.executor.base(ref)
             except DockyardError:
                 continue
             ih = image.config.get("history") or []

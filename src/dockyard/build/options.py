@@ -40,6 +40,7 @@ class BuildOptions:
     shm_size: int = 0
     platform: str = ""
     quiet: bool = False
+    pull: bool = False                  # --pull: refresh base images from their registry
 
 
 @dataclass
@@ -66,7 +67,7 @@ class RunResult:
 class Executor(Protocol):
     """The engine side of a build: base images and RUN containers."""
 
-    def base(self, ref: str) -> State: ...
+    async def base(self, ref: str) -> State: ...
 
     async def run(self, state: State, spec: RunSpec, output: Callable[[bytes], None],
                   created: Callable[[str], None]) -> RunResult:

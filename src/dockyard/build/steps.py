@@ -340,7 +340,7 @@ async def _source_root(b: Builder, run: StageRun, ref: str | None, step: Step) -
     if idx is not None:
         state = await b.stage_state(idx)
     else:
-        state = await asyncio.to_thread(b.executor.base, ref)
+        state = await b.executor.base(ref)
     root = step.resources.enter_context(b.layers.view(state.chain_id))
     return DirTree(root), state.id
 

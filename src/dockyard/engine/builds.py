@@ -29,19 +29,38 @@ from dockyard.oci.digest import Digest
 
 
 class EngineExecutor:
-    def __init__(self, engine: Any) -> None:
+    def __init__(self, engine: Any, progress: Progress | None = None, pull: bool = False) -> None:
         self.engine = engine
+        self.progress = progress
+        self.always_pull = pull       # `build --pull`: fetch base images even when present
+        self.pulled: set[str] = set()
 
-    def base(self, ref: str) -> State:
+    async def base(self, ref: str) -> State:
+        """A base image as a state; pulled first when missing (or with --pull), as docker does."""
         images = self.engine.images
-        try:
+        image_id = None
+        if not (self.always_pull and ref not in self.pulled):
+            with contextlib.suppress(NotFound):
+                image_id = images.resolve(ref)
+        if image_id is None:
+            await self._pull(ref)
             image_id = images.resolve(ref)
-        except NotFound as exc:
-            # no pull yet: say what Docker says when the image is neither local nor pullable
-            raise NotFound(f"pull access denied for {ref}, repository does not exist or may require "
-                           f"'docker login': No such image: {ref}") from exc
-        images.unpack(image_id)
+        await asyncio.to_thread(images.unpack, image_id)
         return State.from_image(images.config(image_id), image_id)
+
+    async def _pull(self, ref: str) -> None:
+        from dockyard.engine.distribution import pull
+
+        def emit(msg: dict[str, Any]) -> None:
+            status = msg.get("status")
+            if self.progress is not None and status and status not in ("Downloading", "Extracting"):
+                self.progress.stream(f"{msg['id']}: {status}\n" if msg.get("id") else f"{status}\n")
+
+        try:
+            await pull(self.engine, ref, "", None, emit)
+        except DockyardError as exc:
+            raise type(exc)(f"{ref}: {exc}") from exc
+        self.pulled.add(ref)
 
     async def run(self, state: State, spec: RunSpec, output: Callable[[bytes], None],
                   created: Callable[[str], None]) -> RunResult:
@@ -86,7 +105,7 @@ async def build_image(engine: Any, body: Path, opts: BuildOptions, progress: Pro
         opts.dockerfile = ctx.dockerfile_text
         layers = LayerStore(engine.snapshots, engine.content, work)
         cache = BuildCache(engine.db, engine.content, engine.snapshots)
-        builder = Builder(opts, EngineExecutor(engine), layers, cache, progress,
+        builder = Builder(opts, EngineExecutor(engine, progress, opts.pull), layers, cache, progress,
                           cache_mounts=root / "build" / "cache-mounts")
         state = await builder.build()
         if opts.labels:

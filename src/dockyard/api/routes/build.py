@@ -102,6 +102,7 @@ def build_options(request: web.Request) -> BuildOptions:
         shm_size=shm_size,
         platform=qstr(request, "platform"),
         quiet=qbool(request, "q"),
+        pull=qbool(request, "pull"),
     )
 
 

@@ -4,9 +4,11 @@ PYTHON ?= /usr/bin/python3
 VENV := .venv
 BIN := $(VENV)/bin
 SOCK ?= /run/dockyard/dockyard.sock
-APT_PACKAGES := busybox-static runc tini python3-venv iproute2 ca-certificates procps docker-registry skopeo
+APT_PACKAGES := busybox-static runc tini python3-venv iproute2 ca-certificates procps
+# only the tests need these: the CNCF distribution registry and skopeo, run on loopback by the tests
+TEST_APT_PACKAGES := docker-registry skopeo
 
-.PHONY: install run test lint bench daemon stop-daemon clean
+.PHONY: install test-deps run test lint bench daemon stop-daemon clean
 
 $(BIN)/dockyardd: pyproject.toml
 	@if ! dpkg -s $(APT_PACKAGES) >/dev/null 2>&1; then \
@@ -18,6 +20,12 @@ $(BIN)/dockyardd: pyproject.toml
 	@touch $@
 
 install: $(BIN)/dockyardd
+
+# Debian starts a docker-registry service on :5000 when it is installed; the tests run their own.
+test-deps:
+	@if ! dpkg -s $(TEST_APT_PACKAGES) >/dev/null 2>&1; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(TEST_APT_PACKAGES); \
+		systemctl disable --now docker-registry >/dev/null 2>&1 || true; fi
 
 # Start the daemon in the background unless one already answers on $(SOCK).
 daemon: install
@@ -37,7 +45,7 @@ run: daemon
 	$(BIN)/dockyard build --progress=plain -t dockyard-hello examples/hello
 	$(BIN)/dockyard run --rm --name dockyard-hello-$$$$ dockyard-hello ./serve.sh once
 
-test: install
+test: install test-deps
 	@$(BIN)/python -m compileall -q src >/dev/null
 	$(BIN)/python -m pytest -q
 

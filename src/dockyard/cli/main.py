@@ -365,6 +365,11 @@ def _split_interspersed(argv: list[str]) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
+    idx = _command_index(args)
+    if idx < len(args) and args[idx] == "registry":
+        # The registry server is a separate program reachable through the dockyard command.
+        from dockyard.registry.main import main as registry_main
+        return registry_main(args[idx + 1:])
     args = _split_interspersed(args)
     idx = _command_index(args)
     first = args[idx] if idx < len(args) else None

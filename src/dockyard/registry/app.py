@@ -18,6 +18,7 @@ from dockyard.errors import DockyardError
 from dockyard.oci import mediatypes as mt
 from dockyard.oci.digest import Digest
 from dockyard.registry import blobs
+from dockyard.registry.auth import Auth, scope_for
 from dockyard.registry.blobs import STORAGE, UPLOAD_LOCKS, Handler
 from dockyard.registry.errors import RegistryError, error_response
 from dockyard.registry.manifests import (
@@ -211,8 +212,38 @@ async def _upkeep(app: web.Application) -> AsyncIterator[None]:
         await task
 
 
-def build_app(storage: RegistryStorage, upload_ttl: float = 24 * 3600.0) -> web.Application:
-    app = web.Application(middlewares=[_errors], client_max_size=0)
+AUTH = web.AppKey("auth", Auth)
+
+
+@web.middleware
+async def _authorize(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every request but the token endpoint needs what ``auth.scope_for`` says it does."""
+    auth = request.app[AUTH]
+    if request.path == "/token":
+        return await handler(request)
+    decision = auth.check(request.headers.get("Authorization", ""), scope_for(request.method, request.path),
+                          realm=f"{request.scheme}://{request.host}/token")
+    if decision.ok:
+        return await handler(request)
+    code = "UNAUTHORIZED" if decision.status == 401 else "DENIED"
+    headers = {"WWW-Authenticate": decision.challenge} if decision.challenge else {}
+    return error_response(RegistryError(code, headers=headers))
+
+
+async def token(request: web.Request) -> web.Response:
+    """The distribution token endpoint: ``GET /token?service=&scope=…`` (Basic credentials optional)."""
+    status, body = request.app[AUTH].token_response(request.headers.get("Authorization", ""),
+                                                    request.query.getall("scope", []))
+    return web.json_response(body, status=status)
+
+
+def build_app(storage: RegistryStorage, upload_ttl: float = 24 * 3600.0, auth: Auth | None = None
+              ) -> web.Application:
+    middlewares = [_errors] if auth is None or auth.mode == "none" else [_errors, _authorize]
+    app = web.Application(middlewares=middlewares, client_max_size=0)
+    app[AUTH] = auth or Auth()
+    if auth is not None and auth.mode == "token":
+        app.router.add_get("/token", token)
     app[STORAGE] = storage
     app[UPLOAD_TTL] = upload_ttl
     app[UPLOAD_LOCKS] = weakref.WeakValueDictionary()

@@ -193,7 +193,7 @@ class Auth:
             return None
         return user if self.htpasswd.verify(user, password) else None
 
-    def check(self, authorization: str, scope: Scope | None) -> Decision:
+    def check(self, authorization: str, scope: Scope | None, realm: str = "") -> Decision:
         """``scope`` None is ``GET /v2/``: with auth on it only asks "who are you?" (``docker
         login`` relies on it to check a password)."""
         if self.mode == "none":
@@ -207,7 +207,7 @@ class Auth:
                 return Decision(True)
             return Decision(False, 403 if user else 401, basic)
         claims = self.tokens.verify(authorization[7:]) if authorization.lower().startswith("bearer ") else None
-        challenge = f'Bearer realm="{self.realm}",service="{self.tokens.service}"'
+        challenge = f'Bearer realm="{self.realm or realm}",service="{self.tokens.service}"'
         if scope is None:
             return Decision(True) if claims is not None else Decision(False, 401, challenge)
         challenge += f',scope="{scope}"'

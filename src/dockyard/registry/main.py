@@ -9,6 +9,9 @@ import logging
 import signal
 import sys
 from pathlib import Path
+from typing import Any
+
+from dockyard.errors import DockyardError
 
 DEFAULT_ADDR = "127.0.0.1:5000"
 DEFAULT_ROOT = "/var/lib/dockyard-registry"
@@ -25,6 +28,13 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--upload-ttl", type=float, default=24.0, metavar="HOURS",
                        help="expire upload sessions idle this long (default 24)")
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    serve.add_argument("--htpasswd", metavar="FILE", help="users (bcrypt, htpasswd -B): Basic auth")
+    serve.add_argument("--auth", choices=["none", "basic", "token"],
+                       help="auth scheme (default: basic with --htpasswd, else none)")
+    serve.add_argument("--auth-policy", metavar="FILE", help='JSON {"user": {"repo-glob": ["pull", "push"]}}')
+    serve.add_argument("--token-key", metavar="FILE", help="token signing key (default: random per start)")
+    serve.add_argument("--tls-cert", metavar="FILE")
+    serve.add_argument("--tls-key", metavar="FILE")
     gc = sub.add_parser("gc", help="delete blobs no manifest refers to, and stale uploads")
     gc.add_argument("--root", default=DEFAULT_ROOT)
     gc.add_argument("--dry-run", action="store_true", help="only list what would be deleted")
@@ -49,17 +59,20 @@ async def _serve(args: argparse.Namespace) -> None:
     from dockyard.registry.filesystem import FilesystemStorage
 
     host, port = _split_addr(args.addr)
+    auth, ssl_context = _security(args, host)
     storage = FilesystemStorage(Path(args.root))
-    app = build_app(storage, upload_ttl=args.upload_ttl * 3600)
+    app = build_app(storage, upload_ttl=args.upload_ttl * 3600, auth=auth)
     runner = web.AppRunner(app, access_log=logging.getLogger("dockyard.registry.access"),
                            access_log_format=ACCESS_FORMAT, handle_signals=False)
     await runner.setup()
-    site = web.TCPSite(runner, host, port)
+    site = web.TCPSite(runner, host, port, ssl_context=ssl_context)
     await site.start()
     server = site._server
     sockets = getattr(server, "sockets", None) or []
     bound = sockets[0].getsockname()[1] if sockets else port
-    logging.getLogger("dockyard.registry").info("listening on http://%s:%d (root %s)", host, bound, args.root)
+    scheme = "https" if ssl_context else "http"
+    logging.getLogger("dockyard.registry").info("listening on %s://%s:%d (root %s, auth %s)", scheme, host,
+                                                bound, args.root, auth.mode)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -68,6 +81,37 @@ async def _serve(args: argparse.Namespace) -> None:
         await stop.wait()
     finally:
         await runner.cleanup()
+
+
+def _security(args: argparse.Namespace, host: str) -> tuple[Any, Any]:
+    """The auth and TLS the flags ask for; passwords never travel in clear text off loopback."""
+    import ipaddress
+
+    from dockyard.registry.auth import Auth, Htpasswd, Policy, load_key
+    mode = args.auth or ("basic" if args.htpasswd else "none")
+    if mode != "none" and not args.htpasswd:
+        raise SystemExit(f"dockyard registry: --auth {mode} needs --htpasswd FILE")
+    if bool(args.tls_cert) != bool(args.tls_key):
+        raise SystemExit("dockyard registry: --tls-cert and --tls-key go together")
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if mode != "none" and not args.tls_cert and not loopback:
+        raise SystemExit(f"dockyard registry: refusing {mode} auth over plain HTTP on {host}: credentials would "
+                         "cross the network in clear text; add --tls-cert and --tls-key")
+    ssl_context = None
+    if args.tls_cert:
+        import ssl
+        ssl_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ssl_context.load_cert_chain(args.tls_cert, args.tls_key)
+    try:
+        auth = Auth(mode, Htpasswd(Path(args.htpasswd)) if args.htpasswd else None,
+                    Policy.load(Path(args.auth_policy) if args.auth_policy else None),
+                    key=load_key(Path(args.token_key) if args.token_key else None))
+    except DockyardError as exc:
+        raise SystemExit(f"dockyard registry: {exc}") from exc
+    return auth, ssl_context
 
 
 def _gc(args: argparse.Namespace) -> int:

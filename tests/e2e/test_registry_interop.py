@@ -1,0 +1,149 @@
+"""Issue 4 through real programs: dockyardd ↔ ``dockyard registry serve`` (anonymous, Basic and token
+auth), the stock docker CLI through dockyardd, and skopeo against our registry — all on loopback."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from dockyard.registry.auth import bcrypt_hash
+from tests.conftest import BIN, LiveDaemon, unique
+
+pytestmark = pytest.mark.root
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Server:
+    def __init__(self, root: Path, *flags: str) -> None:
+        self.host = f"127.0.0.1:{_free_port()}"
+        self.proc = subprocess.Popen([str(BIN / "dockyard"), "registry", "serve", "--addr", self.host,
+                                      "--root", str(root), *flags], stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.PIPE)
+        for _ in range(200):
+            try:
+                urllib.request.urlopen(f"http://{self.host}/v2/", timeout=1).close()
+                return
+            except urllib.error.HTTPError:
+                return  # 401: up, with auth
+            except OSError:
+                time.sleep(0.05)
+        raise AssertionError("registry did not come up")
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(10)
+
+
+@pytest.fixture
+def registry(tmp_path: Path) -> Iterator[Server]:
+    server = Server(tmp_path / "registry")
+    yield server
+    server.stop()
+
+
+def _cli(daemon: LiveDaemon, cfg: Path, *args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
+    env = {**os.environ, "DOCKER_CONFIG": str(cfg)}
+    return subprocess.run([str(BIN / "dockyard"), "-H", daemon.host, *args], input=stdin, capture_output=True,
+                          env=env, timeout=120)
+
+
+def test_build_push_pull_run_through_our_registry(daemon: LiveDaemon, registry: Server, tmp_path: Path) -> None:
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    marker = unique("ours")
+    (ctx / "Dockerfile").write_text(f"FROM busybox\nRUN echo {marker} > /m\nCMD [\"cat\", \"/m\"]\n")
+    ref = f"{registry.host}/app/web:1"
+    daemon.cli("build", "-q", "-t", ref, str(ctx))
+    try:
+        digest = daemon.cli("push", ref).stdout.decode().strip().splitlines()[-1].split()[2]
+        daemon.cli("rmi", ref)
+        out = daemon.cli("pull", ref).stdout.decode()
+        assert f"Digest: {digest}" in out
+        assert daemon.cli("run", "--rm", ref).stdout.decode().strip() == marker
+        tags = json.loads(urllib.request.urlopen(f"http://{registry.host}/v2/app/web/tags/list").read())
+        assert tags == {"name": "app/web", "tags": ["1"]}
+        if shutil.which("docker"):  # the stock docker CLI through dockyardd, same registry
+            other = f"{registry.host}/app/docker:1"
+            daemon.docker("tag", ref, other)
+            daemon.docker("push", other)
+            daemon.docker("rmi", other)
+            daemon.docker("pull", other)
+            assert daemon.docker("run", "--rm", other).stdout.decode().strip() == marker
+            daemon.docker("rmi", other)
+    finally:
+        daemon.cli("rmi", "-f", ref, check=False)
+
+
+@pytest.mark.skipif(shutil.which("skopeo") is None, reason="skopeo not installed")
+def test_skopeo_pushes_to_and_pulls_from_our_registry(daemon: LiveDaemon, registry: Server, tmp_path: Path) -> None:
+    archive = tmp_path / "bb.tar"
+    daemon.cli("save", "-o", str(archive), "busybox")
+    dest = f"docker://{registry.host}/skopeo/busybox:1"
+    subprocess.run(["skopeo", "copy", "--dest-tls-verify=false", f"docker-archive:{archive}", dest],
+                   check=True, capture_output=True, timeout=120)
+    layout = tmp_path / "layout"
+    subprocess.run(["skopeo", "copy", "--src-tls-verify=false", dest, f"oci:{layout}:copied"],
+                   check=True, capture_output=True, timeout=120)
+    index = json.loads((layout / "index.json").read_text())
+    assert index["manifests"][0]["annotations"]["org.opencontainers.image.ref.name"] == "copied"
+    inspect = subprocess.run(["skopeo", "inspect", "--tls-verify=false", dest], check=True, capture_output=True,
+                             timeout=60)
+    assert json.loads(inspect.stdout)["Os"] == "linux"
+    ref = f"{registry.host}/skopeo/busybox:1"  # and our engine pulls what skopeo pushed
+    try:
+        daemon.cli("pull", ref)
+        assert daemon.cli("run", "--rm", ref, "echo", "via-skopeo").stdout == b"via-skopeo\n"
+    finally:
+        daemon.cli("rmi", ref, check=False)
+
+
+@pytest.mark.parametrize("mode", ["basic", "token"])
+def test_auth_modes(daemon: LiveDaemon, tmp_path: Path, mode: str) -> None:
+    (tmp_path / "htpasswd").write_text(f"alice:{bcrypt_hash('s3cret')}\nbob:{bcrypt_hash('hunter2')}\n")
+    (tmp_path / "policy.json").write_text(json.dumps({"alice": {"*": ["pull", "push"]},
+                                                       "bob": {"*": ["pull"]}}))
+    server = Server(tmp_path / "registry", "--auth", mode, "--htpasswd", str(tmp_path / "htpasswd"),
+                    "--auth-policy", str(tmp_path / "policy.json"))
+    ref = f"{server.host}/secure/busybox:{mode}"
+    alice, bob = tmp_path / "alice", tmp_path / "bob"
+    try:
+        daemon.cli("tag", "busybox", ref)
+        assert b"unauthorized" in _cli(daemon, alice, "push", ref).stderr.lower()
+        assert _cli(daemon, alice, "login", "-u", "alice", "--password-stdin", server.host,
+                    stdin=b"wrong\n").returncode == 1
+        assert _cli(daemon, alice, "login", "-u", "alice", "--password-stdin", server.host,
+                    stdin=b"s3cret\n").returncode == 0
+        assert _cli(daemon, alice, "push", ref).returncode == 0
+        assert _cli(daemon, bob, "login", "-u", "bob", "--password-stdin", server.host,
+                    stdin=b"hunter2\n").returncode == 0
+        daemon.cli("tag", "busybox", f"{server.host}/secure/bob:1")
+        denied = _cli(daemon, bob, "push", f"{server.host}/secure/bob:1")  # bob may only pull
+        assert denied.returncode == 1 and b"denied" in denied.stderr.lower()
+        daemon.cli("rmi", ref)
+        assert _cli(daemon, bob, "pull", ref).returncode == 0
+    finally:
+        daemon.cli("rmi", "-f", ref, f"{server.host}/secure/bob:1", check=False)
+        server.stop()
+
+
+def test_refuses_auth_over_plain_http_off_loopback(tmp_path: Path) -> None:
+    (tmp_path / "htpasswd").write_text(f"alice:{bcrypt_hash('x')}\n")
+    res = subprocess.run([str(BIN / "dockyard"), "registry", "serve", "--addr", "0.0.0.0:0", "--root",
+                          str(tmp_path / "r"), "--htpasswd", str(tmp_path / "htpasswd")],
+                         capture_output=True, timeout=30)
+    assert res.returncode != 0 and b"plain HTTP" in res.stderr and b"--tls-cert" in res.stderr

@@ -38,12 +38,25 @@ daemon: install
 
 stop-daemon:
 	-@[ -f /run/dockyard/dockyardd.pid ] && kill $$(cat /run/dockyard/dockyardd.pid) || true
+	-@pkill -f "dockyard registry [s]erve --addr $(REGISTRY_ADDR)" || true
 
-# The main job: base image from Debian's busybox, build the bundled example, run it.
+# The main job on built-in defaults: a base image from Debian's busybox, build the bundled example,
+# push it to a dockyard registry on loopback, remove it locally, pull it back, run it.
+REGISTRY_ADDR ?= 127.0.0.1:5380
+REGISTRY_ROOT ?= /var/lib/dockyard-registry
+EXAMPLE := $(REGISTRY_ADDR)/examples/hello:latest
+REGISTRY_UP = $(BIN)/python -c "import urllib.request as u; u.urlopen('http://$(REGISTRY_ADDR)/v2/', timeout=1)"
 run: daemon
+	@if ! $(REGISTRY_UP) >/dev/null 2>&1; then \
+		nohup $(BIN)/dockyard registry serve --addr $(REGISTRY_ADDR) --root $(REGISTRY_ROOT) \
+			>>/var/log/dockyard-registry.log 2>&1 & \
+		for i in $$(seq 1 100); do $(REGISTRY_UP) >/dev/null 2>&1 && break; sleep 0.1; done; fi
 	$(BIN)/dockyard bootstrap busybox
-	$(BIN)/dockyard build --progress=plain -t dockyard-hello examples/hello
-	$(BIN)/dockyard run --rm --name dockyard-hello-$$$$ dockyard-hello ./serve.sh once
+	$(BIN)/dockyard build --progress=plain -t $(EXAMPLE) examples/hello
+	$(BIN)/dockyard push $(EXAMPLE)
+	$(BIN)/dockyard rmi $(EXAMPLE)
+	$(BIN)/dockyard pull $(EXAMPLE)
+	$(BIN)/dockyard run --rm --name dockyard-hello-$$$$ $(EXAMPLE) ./serve.sh once
 
 test: install test-deps
 	@$(BIN)/python -m compileall -q src >/dev/null

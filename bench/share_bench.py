@@ -115,12 +115,14 @@ def main() -> int:
 
             def dy_pull(host: str = host) -> None:
                 # nothing of the image may stay local, or its layers "Already exist"
-                subprocess.run([*dy, "rmi", "-f", "bench/share", f"{host}/pull/share:1"], capture_output=True)
+                subprocess.run([*dy, "rmi", "-f", "bench/share", *[f"{h}/pull/share:1" for h in hosts.values()]],
+                               capture_output=True)
                 run([*dy, "pull", f"{host}/pull/share:1"])
                 run([*dy, "tag", f"{host}/pull/share:1", "bench/share"])
 
             run([*dy, "tag", "bench/share", f"{host}/pull/share:1"])
             run([*dy, "push", f"{host}/pull/share:1"])
+            run([*dy, "rmi", f"{host}/pull/share:1"])
             cases[f"dockyard push → {label}"] = dy_push
             cases[f"dockyard pull ← {label}"] = dy_pull
             if denv is not None:
@@ -133,8 +135,8 @@ def main() -> int:
                     run(["docker", "rmi", ref], env=env)
 
                 def dk_pull(host: str = host, env: dict[str, str] = env) -> None:
-                    subprocess.run(["docker", "rmi", "-f", "bench/share", f"{host}/pull/share:1"],
-                                   capture_output=True, env=env)
+                    subprocess.run(["docker", "rmi", "-f", "bench/share",
+                                    *[f"{h}/pull/share:1" for h in hosts.values()]], capture_output=True, env=env)
                     run(["docker", "pull", f"{host}/pull/share:1"], env=env)
                     run(["docker", "tag", f"{host}/pull/share:1", "bench/share"], env=env)
 

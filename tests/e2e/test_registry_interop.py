@@ -147,3 +147,46 @@ def test_refuses_auth_over_plain_http_off_loopback(tmp_path: Path) -> None:
                           str(tmp_path / "r"), "--htpasswd", str(tmp_path / "htpasswd")],
                          capture_output=True, timeout=30)
     assert res.returncode != 0 and b"plain HTTP" in res.stderr and b"--tls-cert" in res.stderr
+
+
+@pytest.mark.skipif(shutil.which("skopeo") is None, reason="skopeo not installed")
+def test_pull_zstd_layers_and_pick_the_platform_from_an_index(daemon: LiveDaemon, registry: Server,
+                                                              tmp_path: Path) -> None:
+    """skopeo pushes busybox with zstd layers; an OCI index then lists it for linux/<host arch>
+    next to another platform, and the engine pulls the index: zstd unpacked, the right entry picked."""
+    import platform as host
+    archive = tmp_path / "bb.tar"
+    daemon.cli("save", "-o", str(archive), "busybox")
+    repo = f"{registry.host}/multi/busybox"
+    subprocess.run(["skopeo", "copy", "--dest-tls-verify=false", "--dest-compress-format", "zstd",
+                    "--format", "oci", f"docker-archive:{archive}", f"docker://{repo}:single"],
+                   check=True, capture_output=True, timeout=120)
+    req = urllib.request.Request(f"http://{registry.host}/v2/multi/busybox/manifests/single",
+                                 headers={"Accept": "application/vnd.oci.image.manifest.v1+json"})
+    with urllib.request.urlopen(req) as resp:
+        manifest = resp.read()
+        digest = resp.headers["Docker-Content-Digest"]
+    assert b"tar+zstd" in manifest
+    arch = {"x86_64": "amd64", "aarch64": "arm64"}.get(host.machine(), host.machine())
+    index = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": [
+        {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": "sha256:" + "1" * 64,
+         "size": 10, "platform": {"os": "linux", "architecture": "s390x"}},
+        {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": digest, "size": len(manifest),
+         "platform": {"os": "linux", "architecture": arch}}]}
+    body = json.dumps(index).encode()
+    put = urllib.request.Request(f"http://{registry.host}/v2/multi/busybox/manifests/index", data=body,
+                                 method="PUT", headers={"Content-Type": "application/vnd.oci.image.index.v1+json"})
+    with pytest.raises(urllib.error.HTTPError) as refused:  # its first child is not in the repository
+        urllib.request.urlopen(put)
+    assert refused.value.code == 400
+    index["manifests"] = index["manifests"][1:] + [{**index["manifests"][1], "platform": {
+        "os": "linux", "architecture": "s390x"}}]
+    put = urllib.request.Request(put.full_url, data=json.dumps(index).encode(), method="PUT",
+                                 headers={"Content-Type": "application/vnd.oci.image.index.v1+json"})
+    urllib.request.urlopen(put).close()
+    ref = f"{repo}:index"
+    try:
+        daemon.cli("pull", ref)
+        assert daemon.cli("run", "--rm", ref, "echo", "zstd-ok").stdout == b"zstd-ok\n"
+    finally:
+        daemon.cli("rmi", ref, check=False)

@@ -179,8 +179,8 @@ def test_pull_zstd_layers_and_pick_the_platform_from_an_index(daemon: LiveDaemon
     with pytest.raises(urllib.error.HTTPError) as refused:  # its first child is not in the repository
         urllib.request.urlopen(put)
     assert refused.value.code == 400
-    index["manifests"] = index["manifests"][1:] + [{**index["manifests"][1], "platform": {
-        "os": "linux", "architecture": "s390x"}}]
+    real = index["manifests"][1]
+    index["manifests"] = [real, {**real, "platform": {"os": "linux", "architecture": "s390x"}}]
     put = urllib.request.Request(put.full_url, data=json.dumps(index).encode(), method="PUT",
                                  headers={"Content-Type": "application/vnd.oci.image.index.v1+json"})
     urllib.request.urlopen(put).close()

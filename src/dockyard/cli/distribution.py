@@ -12,20 +12,48 @@ from dockyard.client import auth
 from dockyard.client.api import Client
 
 
+class _Board:
+    """Docker's terminal view: one line per layer, rewritten in place as its status changes."""
+
+    def __init__(self) -> None:
+        self.ids: list[str] = []
+
+    def line(self, ident: str, text: str) -> None:
+        out = sys.stdout
+        if ident not in self.ids:
+            self.ids.append(ident)
+            out.write(f"{ident}: {text}\n")
+        else:
+            up = len(self.ids) - self.ids.index(ident)
+            out.write(f"\x1b[{up}A\r\x1b[2K{ident}: {text}\x1b[{up}B\r")
+        out.flush()
+
+    def plain(self, text: str) -> None:
+        self.ids = []  # lines printed below the board: start a new one
+        sys.stdout.write(text + "\n")
+        sys.stdout.flush()
+
+
 def _progress(resp: Any) -> dict[str, Any]:
-    """Print the JSON progress stream as the docker CLI does without a terminal; returns aux."""
+    """Show the JSON progress stream: bars on a terminal, plain lines otherwise; returns aux."""
     aux: dict[str, Any] = {}
-    tty = sys.stdout.isatty()
+    board = _Board() if sys.stdout.isatty() else None
     for msg in resp.iter_json():
         if msg.get("errorDetail") or msg.get("error"):
             raise errors.Internal(str(msg.get("error") or msg["errorDetail"].get("message")))
         if isinstance(msg.get("aux"), dict):
             aux.update(msg["aux"])
         status = msg.get("status")
-        if not status or (status in ("Downloading", "Pushing", "Extracting") and not tty):
+        if not status:
             continue
-        sys.stdout.write(f"{msg['id']}: {status}\n" if msg.get("id") else f"{status}\n")
-        sys.stdout.flush()
+        ident = msg.get("id")
+        if board is not None and ident:
+            board.line(ident, f"{status} {msg.get('progress') or ''}".rstrip())
+        elif board is not None:
+            board.plain(status)
+        elif status not in ("Downloading", "Pushing", "Extracting"):
+            sys.stdout.write(f"{ident}: {status}\n" if ident else f"{status}\n")
+            sys.stdout.flush()
     return aux
 
 

@@ -215,7 +215,8 @@ async def push(engine: Any, text: str, creds: Credentials | None, emit: Emit) ->
                     emit({"status": "Layer already exists", "progressDetail": {}, "id": lid})
                 continue
             if is_layer:
-                emit({"status": "Pushing", "progressDetail": {"current": 0, "total": desc.size}, "id": lid})
+                emit({"status": "Pushing", "progressDetail": {"current": 0, "total": desc.size},
+                      "progress": _bar(0, desc.size), "id": lid})
             with engine.content.open(desc.digest) as body:
                 await reg.push_blob(t.repo, str(desc.digest), desc.size, body)
             if is_layer:

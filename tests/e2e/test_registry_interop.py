@@ -77,6 +77,8 @@ def test_build_push_pull_run_through_our_registry(daemon: LiveDaemon, registry: 
         assert daemon.cli("run", "--rm", ref).stdout.decode().strip() == marker
         tags = json.loads(urllib.request.urlopen(f"http://{registry.host}/v2/app/web/tags/list").read())
         assert tags == {"name": "app/web", "tags": ["1"]}
+        found = daemon.cli("search", "--format", "{{.Name}}", f"{registry.host}/web").stdout.decode()
+        assert found == f"{registry.host}/app/web\n"
         if shutil.which("docker"):  # the stock docker CLI through dockyardd, same registry
             other = f"{registry.host}/app/docker:1"
             daemon.docker("tag", ref, other)
@@ -84,6 +86,8 @@ def test_build_push_pull_run_through_our_registry(daemon: LiveDaemon, registry: 
             daemon.docker("rmi", other)
             daemon.docker("pull", other)
             assert daemon.docker("run", "--rm", other).stdout.decode().strip() == marker
+            listed = daemon.docker("search", f"{registry.host}/app").stdout.decode()
+            assert f"{registry.host}/app/docker" in listed and f"{registry.host}/app/web" in listed
             daemon.docker("rmi", other)
     finally:
         daemon.cli("rmi", "-f", ref, check=False)

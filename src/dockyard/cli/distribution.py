@@ -100,6 +100,32 @@ def cmd_logout(c: Client, a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_search(c: Client, a: argparse.Namespace) -> int:
+    from dockyard.cli import formatting as fmt
+    try:
+        headers = auth.header_for(auth.server_of(a.term.split("/")[0] + "/x" if "/" in a.term else "x"))
+    except errors.DockyardError:
+        headers = {}
+    results = c.search(a.term, a.limit, headers)
+    rows = [{"Name": r.get("name", ""), "Description": str(r.get("description") or "")[:45]
+             if not a.no_trunc else str(r.get("description") or ""),
+             "StarCount": str(r.get("star_count", 0)), "IsOfficial": "[OK]" if r.get("is_official") else ""}
+            for r in results]
+    template = a.format or "table {{.Name}}\t{{.Description}}\t{{.StarCount}}\t{{.IsOfficial}}"
+    sys.stdout.write(fmt.render_list(template, rows, {"Name": "NAME", "Description": "DESCRIPTION",
+                                                      "StarCount": "STARS", "IsOfficial": "OFFICIAL"}))
+    return 0
+
+
+def add_search(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--limit", type=int, default=25)
+    p.add_argument("--format")
+    p.add_argument("--no-trunc", action="store_true")
+    p.add_argument("-f", "--filter", action="append", default=[])
+    p.add_argument("term")
+    p.set_defaults(fn=cmd_search)
+
+
 def add_pull(p: argparse.ArgumentParser) -> None:
     p.add_argument("-a", "--all-tags", action="store_true")
     p.add_argument("-q", "--quiet", action="store_true")

@@ -304,7 +304,7 @@ TOP_CMDS: dict[str, Callable[[argparse.ArgumentParser], None]] = {
     **CONTAINER_CMDS, "inspect": _inspect(None), "images": _images, "rmi": _rmi, "tag": _tag,
     "history": _history, "load": _load, "save": _save, "import": _import, "build": _build,
     "pull": _dist("add_pull"), "push": _dist("add_push"), "login": _dist("add_login"),
-    "logout": _dist("add_logout"),
+    "logout": _dist("add_logout"), "search": _dist("add_search"),
     "version": _fmt_only("cmd_version"), "info": _fmt_only("cmd_info"), "events": _events,
     "bootstrap": _bootstrap,
 }

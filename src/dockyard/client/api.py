@@ -169,6 +169,9 @@ class Client:
     def push(self, name: str, tag: str | None, headers: Mapping[str, str]) -> Response:
         return self.t.request("POST", f"/images/{_q(name)}/push", {"tag": tag}, headers=headers)
 
+    def search(self, term: str, limit: int, headers: Mapping[str, str]) -> list[dict[str, Any]]:
+        return self.t.request("GET", "/images/search", {"term": term, "limit": limit}, headers=headers).json() or []
+
     def auth(self, body: Mapping[str, Any]) -> dict[str, Any]:
         return self.t.request("POST", "/auth", body=body).json() or {}
 

@@ -248,3 +248,24 @@ async def inspect_remote(engine: Any, text: str, creds: Credentials | None) -> d
     return {"Descriptor": {"mediaType": media, "digest": digest or str(Digest.from_bytes(data)),
                            "size": len(data)}, "Platforms": platforms}
 
+
+async def search(engine: Any, term: str, limit: int, creds: Credentials | None) -> list[dict[str, Any]]:
+    """``GET /images/search``: ask the registry the term names (``host/query``, else the default
+    one) with Docker's registry search API; a registry without it answers 404."""
+    first, sep, rest = term.partition("/")
+    if sep and ("." in first or ":" in first or first == "localhost"):
+        host, query = first, rest
+    else:
+        host, query = hub_host(engine, "docker.io"), term
+    async with Registry(host, insecure(engine, host), creds) as reg:
+        resp = await reg.request("GET", f"/v1/search?q={query}&n={limit}", "registry:catalog:*", allow=(404,))
+        async with resp:
+            if resp.status == 404:
+                raise NotFound(f"{host} does not offer search")
+            body = await resp.json(content_type=None)
+    prefix = f"{host}/" if sep and host == first else ""  # results of a named registry carry its host
+    return [{"name": prefix + str(r.get("name", "")),
+             "description": r.get("description", ""), "star_count": r.get("star_count", 0),
+             "is_official": r.get("is_official", False), "is_automated": r.get("is_automated", False)}
+            for r in body.get("results") or []]
+

@@ -449,6 +449,10 @@ class Engine:
         from dockyard.engine.distribution import push
         return await push(self, ref, creds, emit)
 
+    async def search_images(self, term: str, limit: int, creds: Any) -> list[dict[str, Any]]:
+        from dockyard.engine.distribution import search
+        return await search(self, term, limit, creds)
+
     async def inspect_remote(self, ref: str, creds: Any) -> dict[str, Any]:
         from dockyard.engine.distribution import inspect_remote
         return await inspect_remote(self, ref, creds)

@@ -101,6 +101,22 @@ async def tags_list(request: web.Request) -> web.Response:
     return web.json_response({"name": name, "tags": page}, headers=headers)
 
 
+async def search(request: web.Request) -> web.Response:
+    """Docker's registry search (``GET /v1/search?q=&n=``, what ``docker search`` asks a registry):
+    repositories whose name contains the query."""
+    query = request.query.get("q", "").lower()
+    try:
+        limit = max(1, min(int(request.query.get("n", "25")), 100))
+    except ValueError as exc:
+        raise RegistryError("PAGINATION_NUMBER_INVALID", "invalid n") from exc
+    repos = await asyncio.to_thread(_storage(request).repositories)
+    found = [r for r in repos if query in r.lower()]
+    results = [{"name": r, "description": "", "star_count": 0, "is_official": False, "is_automated": False}
+               for r in found[:limit]]
+    return web.json_response({"num_results": len(found), "query": query, "page": 1, "num_pages": 1,
+                              "page_size": limit, "results": results})
+
+
 async def catalog(request: web.Request) -> web.Response:
     repos = await asyncio.to_thread(_storage(request).repositories)
     page, headers = _page(request, repos, "/v2/_catalog")
@@ -181,6 +197,7 @@ ROUTES: list[tuple[str, str, Handler]] = [
     ("GET", "/v2/", base),
     ("GET", "/v2", base),
     ("GET", "/v2/_catalog", catalog),
+    ("GET", "/v1/search", search),
     ("GET", "/v2/{name:.+}/tags/list", tags_list),
     ("GET", "/v2/{name:.+}/manifests/{reference}", get_manifest),
     ("PUT", "/v2/{name:.+}/manifests/{reference}", put_manifest),

@@ -252,6 +252,8 @@ def load_key(path: Path | None) -> bytes | None:
 def scope_for(method: str, path: str) -> Scope | None:
     """The scope a distribution-API request needs (None: ``/v2/`` itself, which only needs auth)."""
     parts = path.split("/")
+    if path.startswith("/v1/search"):
+        return Scope("registry", "catalog", ("*",))
     if len(parts) < 3 or parts[1] != "v2":
         return None
     if path.rstrip("/") == "/v2":

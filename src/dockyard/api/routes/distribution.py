@@ -15,8 +15,9 @@ from typing import Any
 
 from aiohttp import web
 
-from dockyard.api.routes.common import Routes, body_json, engine, json_response, qstr
+from dockyard.api.routes.common import Routes, body_json, engine, json_response, qfilters, qint, qstr
 from dockyard.api.streams import json_line
+from dockyard.errors import InvalidArgument
 from dockyard.remotes.client import Credentials
 
 
@@ -95,7 +96,22 @@ async def distribution(request: web.Request) -> web.Response:
                                                                registry_auth(request)))
 
 
+async def search(request: web.Request) -> web.Response:
+    term = qstr(request, "term")
+    if not term:
+        raise InvalidArgument("term is required")
+    limit = qint(request, "limit", 25)
+    if not 1 <= limit <= 100:
+        raise InvalidArgument(f"limit {limit} is outside the range of [1, 100]")
+    results = await engine(request).search_images(term, limit, registry_auth(request))
+    for key in qfilters(request):
+        if key not in ("stars", "is-official", "is-automated"):
+            raise InvalidArgument(f"invalid filter '{key}'")
+    return json_response(results)
+
+
 ROUTES: Routes = [
+    ("GET", "/images/search", search),
     ("POST", "/images/{name:.+}/push", push),
     ("GET", "/distribution/{name:.+}/json", distribution),
     ("POST", "/auth", auth),

@@ -71,6 +71,11 @@ def test_build_push_pull_run_through_our_registry(daemon: LiveDaemon, registry: 
     daemon.cli("build", "-q", "-t", ref, str(ctx))
     try:
         digest = daemon.cli("push", ref).stdout.decode().strip().splitlines()[-1].split()[2]
+        copy = f"{registry.host}/app/copy:1"  # same registry, another repository: mounted, not sent
+        daemon.cli("tag", ref, copy)
+        mounted = daemon.cli("push", copy).stdout.decode()
+        assert "Mounted from app/web" in mounted and ": Pushed" not in mounted
+        daemon.cli("rmi", copy)
         daemon.cli("rmi", ref)
         out = daemon.cli("pull", ref).stdout.decode()
         assert f"Digest: {digest}" in out
@@ -194,3 +199,40 @@ def test_pull_zstd_layers_and_pick_the_platform_from_an_index(daemon: LiveDaemon
         assert daemon.cli("run", "--rm", ref, "echo", "zstd-ok").stdout == b"zstd-ok\n"
     finally:
         daemon.cli("rmi", ref, check=False)
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl not installed")
+def test_tls_with_basic_auth(tmp_path: Path) -> None:
+    import ssl
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj",
+                    "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key),
+                    "-out", str(cert)], check=True, capture_output=True, timeout=60)
+    (tmp_path / "htpasswd").write_text(f"alice:{bcrypt_hash('s3cret')}\n")
+    port = _free_port()
+    proc = subprocess.Popen([str(BIN / "dockyard"), "registry", "serve", "--addr", f"127.0.0.1:{port}",
+                             "--root", str(tmp_path / "r"), "--htpasswd", str(tmp_path / "htpasswd"),
+                             "--tls-cert", str(cert), "--tls-key", str(key)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    ctx = ssl.create_default_context(cafile=str(cert))
+    try:
+        for _ in range(100):
+            try:
+                urllib.request.urlopen(f"https://127.0.0.1:{port}/v2/", context=ctx, timeout=1)
+            except urllib.error.HTTPError as exc:
+                assert exc.code == 401 and exc.headers["WWW-Authenticate"].startswith("Basic realm=")
+                break
+            except OSError:
+                time.sleep(0.05)
+        else:
+            raise AssertionError("TLS registry did not answer")
+        import base64
+        req = urllib.request.Request(f"https://127.0.0.1:{port}/v2/", headers={
+            "Authorization": "Basic " + base64.b64encode(b"alice:s3cret").decode()})
+        assert urllib.request.urlopen(req, context=ctx, timeout=5).status == 200
+        import http.client
+        with pytest.raises((urllib.error.URLError, ConnectionError, http.client.HTTPException)):  # no plain HTTP
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/", timeout=2)
+    finally:
+        proc.terminate()
+        proc.wait(10)

@@ -206,6 +206,12 @@ async def push(engine: Any, text: str, creds: Credentials | None, emit: Emit) ->
     media = str(json.loads(manifest_bytes).get("mediaType") or mt.OCI_MANIFEST)
     config_desc = Descriptor.from_json(json.loads(manifest_bytes)["config"])
     emit({"status": f"The push refers to repository [{t.ref.name}]"})
+    # other repositories of the same registry this image came from or went to: mount, don't upload
+    sources = []
+    for name in [*engine.images.table.tags(image_id), *engine.images.table.digests(image_id)]:
+        other = reference.parse(name.split("@")[0])
+        if hub_host(engine, other.domain) == t.host and other.path != t.repo and other.path not in sources:
+            sources.append(other.path)
     async with Registry(t.host, insecure(engine, t.host), creds) as reg:
         for desc in [*reversed(layers), config_desc]:
             lid = _short(str(desc.digest))
@@ -213,6 +219,15 @@ async def push(engine: Any, text: str, creds: Credentials | None, emit: Emit) ->
             if await reg.has_blob(t.repo, str(desc.digest)):
                 if is_layer:
                     emit({"status": "Layer already exists", "progressDetail": {}, "id": lid})
+                continue
+            mounted = None
+            for source in sources:
+                if await reg.mount_blob(t.repo, str(desc.digest), source):
+                    mounted = source
+                    break
+            if mounted is not None:
+                if is_layer:
+                    emit({"status": f"Mounted from {mounted}", "progressDetail": {}, "id": lid})
                 continue
             if is_layer:
                 emit({"status": "Pushing", "progressDetail": {"current": 0, "total": desc.size},

@@ -183,6 +183,21 @@ class Registry:
                                            "Content-Length": str(size)})
         resp.release()
 
+    async def mount_blob(self, repo: str, digest: str, source: str) -> bool:
+        """Cross-repository mount: True when the registry linked ``source``'s blob into ``repo``.
+        Otherwise it opened an ordinary upload session, which is cancelled here."""
+        scope = f"repository:{repo}:pull,push repository:{source}:pull"
+        resp = await self.request("POST", f"/v2/{repo}/blobs/uploads/?mount={digest}&from={source}", scope)
+        location = resp.headers.get("Location", "")
+        resp.release()
+        if resp.status == 201:
+            return True
+        if location:
+            cancel = await self.request("DELETE", location if location.startswith("http") else self.base + location,
+                                        scope, allow=(404,))
+            cancel.release()
+        return False
+
     async def push_manifest(self, repo: str, ref: str, data: bytes, media_type: str) -> str:
         resp = await self.request("PUT", f"/v2/{repo}/manifests/{ref}", f"repository:{repo}:pull,push",
                                   data=data, headers={"Content-Type": media_type})

@@ -119,6 +119,7 @@ def test_skopeo_pushes_to_and_pulls_from_our_registry(daemon: LiveDaemon, regist
         assert daemon.cli("run", "--rm", ref, "echo", "via-skopeo").stdout == b"via-skopeo\n"
     finally:
         daemon.cli("rmi", ref, check=False)
+    _busybox_intact_after_removing_a_child(daemon, tmp_path)
 
 
 @pytest.mark.parametrize("mode", ["basic", "token"])
@@ -199,10 +200,11 @@ def test_pull_zstd_layers_and_pick_the_platform_from_an_index(daemon: LiveDaemon
         assert daemon.cli("run", "--rm", ref, "echo", "zstd-ok").stdout == b"zstd-ok\n"
     finally:
         daemon.cli("rmi", ref, check=False)
+    _busybox_intact_after_removing_a_child(daemon, tmp_path)
 
 
 @pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl not installed")
-def test_tls_with_basic_auth(tmp_path: Path) -> None:
+def test_tls_with_basic_auth(daemon: LiveDaemon, tmp_path: Path) -> None:
     import ssl
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
     subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj",
@@ -233,6 +235,33 @@ def test_tls_with_basic_auth(tmp_path: Path) -> None:
         import http.client
         with pytest.raises((urllib.error.URLError, ConnectionError, http.client.HTTPException)):  # no plain HTTP
             urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/", timeout=2)
+        # the engine trusts the registry's private CA from certs.d/<host>/, as Docker does
+        certs = Path("/etc/dockyard/certs.d") / f"127.0.0.1:{port}"
+        certs.mkdir(parents=True)
+        shutil.copy(cert, certs / "ca.crt")
+        host = f"127.0.0.1:{port}"
+        daemon.cli("tag", "busybox", f"{host}/tls/bb:1")
+        assert _cli(daemon, tmp_path / "cfg", "login", "-u", "alice", "--password-stdin", host,
+                    stdin=b"s3cret\n").returncode == 0
+        pushed = _cli(daemon, tmp_path / "cfg", "push", f"{host}/tls/bb:1")
+        assert pushed.returncode == 0, pushed.stderr
     finally:
+        shutil.rmtree(Path("/etc/dockyard/certs.d") / f"127.0.0.1:{port}", ignore_errors=True)
+        daemon.cli("rmi", f"127.0.0.1:{port}/tls/bb:1", check=False)
         proc.terminate()
         proc.wait(10)
+
+
+def _busybox_intact_after_removing_a_child(daemon: LiveDaemon, tmp_path: Path) -> None:
+    """busybox's ID may now also carry a manifest pulled from a registry (gzip or zstd layers):
+    removing an image built on busybox must still keep busybox's own uncompressed layer blob."""
+    ctx = tmp_path / "child"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text("FROM busybox\nRUN touch /x\n")
+    for flags in ([], ["--no-cache"]):
+        built = daemon.cli("build", "-q", *flags, str(ctx)).stdout.decode().strip()
+        daemon.cli("rmi", built)
+    assert daemon.cli("run", "--rm", "busybox", "echo", "intact").stdout == b"intact\n"
+    info = json.loads(daemon.cli("image", "inspect", "busybox").stdout)[0]
+    layer = info["RootFS"]["Layers"][0].split(":")[1]
+    assert (daemon.data_root / "content" / "blobs" / "sha256" / layer).exists()

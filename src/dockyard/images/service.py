@@ -372,6 +372,9 @@ class ImageService:
             keep_blobs: set[str] = set()
             for o in others:
                 keep_blobs.update(self._blobs_of(o))
+                # an image ID can come with more than one manifest (pulled zstd, built uncompressed):
+                # the record keeps one, so an uncompressed layer blob (digest = diff ID) stays too
+                keep_blobs.update(o.diff_ids)
             for digest in self._blobs_of(rec) - keep_blobs:
                 try:
                     d = Digest.parse(digest)

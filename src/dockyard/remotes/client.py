@@ -13,8 +13,10 @@ import base64
 import ipaddress
 import json
 import re
+import ssl
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -50,6 +52,26 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+CERTS_DIRS = ("/etc/dockyard/certs.d", "/etc/docker/certs.d")
+
+
+def _ssl_for(host: str) -> ssl.SSLContext | bool:
+    """System CAs plus ``<certs.d>/<host>/*.crt`` (Docker's place for a registry's private CA) and
+    a client certificate from ``client.cert``/``client.key`` when one is there."""
+    dirs = [Path(d) / host for d in CERTS_DIRS if (Path(d) / host).is_dir()]
+    if not dirs:
+        return True
+    ctx = ssl.create_default_context()
+    for d in dirs:
+        for ca in sorted(d.glob("*.crt")):
+            ctx.load_verify_locations(cafile=str(ca))
+        for cert in sorted(d.glob("*.cert")):
+            key = cert.with_suffix(".key")
+            if key.exists():
+                ctx.load_cert_chain(str(cert), str(key))
+    return ctx
+
+
 @dataclass
 class Registry:
     host: str                                   # "127.0.0.1:5000", "registry-1.docker.io"
@@ -58,14 +80,24 @@ class Registry:
     tokens: dict[str, str] = field(default_factory=dict)
     session: aiohttp.ClientSession | None = None
 
+    scheme: str = "https"
+
     @property
     def base(self) -> str:
-        scheme = "http" if self.insecure or is_loopback(self.host) else "https"
-        return f"{scheme}://{self.host}"
+        return f"{self.scheme}://{self.host}"
 
     async def __aenter__(self) -> Registry:
-        self.session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, sock_connect=30,
-                                                                           sock_read=300))
+        self.session = aiohttp.ClientSession(
+            timeout=aiohttp.ClientTimeout(total=None, sock_connect=30, sock_read=300),
+            connector=aiohttp.TCPConnector(ssl=_ssl_for(self.host)))
+        if self.insecure or is_loopback(self.host):
+            # as Docker: HTTPS when the registry speaks it, plain HTTP only for insecure registries
+            try:
+                async with self.session.get(f"https://{self.host}/v2/",
+                                            timeout=aiohttp.ClientTimeout(total=5)) as resp:
+                    resp.release()
+            except (aiohttp.ClientError, TimeoutError):
+                self.scheme = "http"
         return self
 
     async def __aexit__(self, *exc: object) -> None:

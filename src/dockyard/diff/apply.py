@@ -296,6 +296,9 @@ class _Applier:
         pfd = self.dir_fd(parent, m.name)
         os.mknod(name, stat.S_IFCHR | 0o000, os.makedev(0, 0), dir_fd=pfd)
         self._chown(pfd, name, m)
+        # the marker's mtime, so that writing this layer out again gives the same diff ID
+        t = _mtime_ns(m)
+        os.utime(name, ns=(t, t), dir_fd=pfd, follow_symlinks=False)
 
     def _need_root(self, m: tarfile.TarInfo, what: str) -> None:
         if not self.is_root:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import struct
+from collections.abc import Awaitable, Callable
 from typing import Any, cast
 
 from aiohttp import web
@@ -213,3 +215,48 @@ async def pump(session: Any, conn: Hijacked, detach_keys: bytes | None, stdin: b
             task.cancel()
         await asyncio.gather(out_task, in_task, return_exceptions=True)
         await session.close()
+
+
+async def stream_progress(request: web.Request,
+                          run: Callable[[Callable[[dict[str, Any]], None]], Awaitable[Any]],
+                          finish: Callable[[Any], list[dict[str, Any]]] = lambda _: [],
+                          streamed_errors: tuple[type[BaseException], ...] = ()) -> web.StreamResponse:
+    """Docker's JSON progress stream for a long operation (pull, push, build).
+
+    ``run(emit)`` does the work; what it emits goes out as JSON lines, and ``finish(result)`` adds
+    the closing lines. An error before the first line is a plain HTTP error (clients print "Error
+    response from daemon: ..."), except ``streamed_errors``; later it is an ``errorDetail`` line
+    (with the exception's ``code`` when it has one). A client that goes away cancels the work.
+    """
+    queue: asyncio.Queue[bytes | None] = asyncio.Queue()
+    task = asyncio.ensure_future(run(lambda msg: queue.put_nowait(json_line(msg))))
+    task.add_done_callback(lambda _: queue.put_nowait(None))
+    resp: web.StreamResponse | None = None
+
+    async def start() -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "application/json"})
+        await response.prepare(request)
+        return response
+
+    try:
+        while (item := await queue.get()) is not None:
+            resp = resp or await start()
+            await resp.write(item)
+        exc = task.exception()
+        if exc is not None and resp is None and not isinstance(exc, streamed_errors):
+            raise exc
+        resp = resp or await start()
+        if exc is not None:
+            msg = str(exc)
+            await resp.write(json_line({"errorDetail": {"code": getattr(exc, "code", 1), "message": msg},
+                                        "error": msg}))
+        else:
+            for line in finish(task.result()):
+                await resp.write(json_line(line))
+        await resp.write_eof()
+        return resp
+    except (ConnectionResetError, asyncio.CancelledError):
+        task.cancel()
+        with contextlib.suppress(BaseException):
+            await task
+        raise

@@ -13,6 +13,7 @@ import contextlib
 import json
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,25 +21,25 @@ from aiohttp import web
 
 from dockyard.api.routes.common import Routes, call, engine, json_response, qbool, qfilters, qstr
 from dockyard.api.routes.images import _tmp_dir
-from dockyard.api.streams import json_line
+from dockyard.api.streams import stream_progress
 from dockyard.build.context import StreamIndexer
 from dockyard.build.options import BuildFailed, BuildOptions
 from dockyard.errors import InvalidArgument
 from dockyard.images.util import short_id
 from dockyard.oci import reference
 
-_DONE = object()
 
+class EmitProgress:
+    """The builder's progress as Docker's JSON messages."""
 
-class QueueProgress:
-    def __init__(self) -> None:
-        self.queue: asyncio.Queue[Any] = asyncio.Queue()
+    def __init__(self, emit: Callable[[dict[str, Any]], None]) -> None:
+        self.emit = emit
 
     def stream(self, text: str) -> None:
-        self.queue.put_nowait(json_line({"stream": text}))
+        self.emit({"stream": text})
 
     def aux(self, data: dict[str, object]) -> None:
-        self.queue.put_nowait(json_line({"aux": data}))
+        self.emit({"aux": data})
 
 
 async def _spool_indexed(request: web.Request) -> tuple[Path, Any]:
@@ -111,54 +112,18 @@ async def build(request: web.Request) -> web.StreamResponse:
     for tag in opts.tags:
         reference.parse(tag)  # "invalid reference format" before the body is even read
     body, indexed = await _spool_indexed(request)
-    progress = QueueProgress()
-    task = asyncio.ensure_future(engine(request).build_image(body, opts, progress, indexed))
-    task.add_done_callback(lambda _: progress.queue.put_nowait(_DONE))
-    resp: web.StreamResponse | None = None
+
+    def done(image_id: str) -> list[dict[str, Any]]:
+        lines: list[dict[str, Any]] = [{"aux": {"ID": image_id}}]
+        if opts.quiet:
+            return [*lines, {"stream": image_id + "\n"}]
+        lines.append({"stream": f"Successfully built {short_id(image_id)}\n"})
+        return lines + [{"stream": f"Successfully tagged {reference.parse(t).familiar()}\n"} for t in opts.tags]
+
     try:
-        while True:
-            try:
-                item = await asyncio.wait_for(progress.queue.get(), 1.0)
-            except TimeoutError:
-                if request.transport is None or request.transport.is_closing():
-                    task.cancel()  # the client went away: stop and clean up
-                    with contextlib.suppress(BaseException):
-                        await task
-                    return web.Response(status=499)
-                continue
-            if item is _DONE:
-                break
-            if resp is None:
-                resp = web.StreamResponse(headers={"Content-Type": "application/json"})
-                await resp.prepare(request)
-            await resp.write(item)
-        exc = task.exception()
-        if exc is not None and resp is None and not isinstance(exc, BuildFailed):
-            raise exc  # nothing streamed yet: a plain HTTP error with the right status
-        if resp is None:
-            resp = web.StreamResponse(headers={"Content-Type": "application/json"})
-            await resp.prepare(request)
-        if exc is not None:
-            code = getattr(exc, "code", 1) if isinstance(exc, BuildFailed) else 1
-            msg = str(exc)
-            await resp.write(json_line({"errorDetail": {"code": code, "message": msg}, "error": msg}))
-        else:
-            image_id = task.result()
-            await resp.write(json_line({"aux": {"ID": image_id}}))
-            if opts.quiet:
-                await resp.write(json_line({"stream": image_id + "\n"}))
-            else:
-                await resp.write(json_line({"stream": f"Successfully built {short_id(image_id)}\n"}))
-                for tag in opts.tags:
-                    await resp.write(json_line({"stream": f"Successfully tagged "
-                                                          f"{reference.parse(tag).familiar()}\n"}))
-        await resp.write_eof()
-        return resp
-    except (ConnectionResetError, asyncio.CancelledError):
-        task.cancel()
-        with contextlib.suppress(BaseException):
-            await task
-        raise
+        return await stream_progress(
+            request, lambda emit: engine(request).build_image(body, opts, EmitProgress(emit), indexed),
+            finish=done, streamed_errors=(BuildFailed,))
     finally:
         with contextlib.suppress(FileNotFoundError):
             body.unlink()

@@ -6,17 +6,13 @@ print "Error response from daemon: ..."), one after it an ``errorDetail`` line.
 
 from __future__ import annotations
 
-import asyncio
 import base64
-import contextlib
 import json
-from collections.abc import Callable, Coroutine
-from typing import Any
 
 from aiohttp import web
 
 from dockyard.api.routes.common import Routes, body_json, engine, json_response, qfilters, qint, qstr
-from dockyard.api.streams import json_line
+from dockyard.api.streams import stream_progress
 from dockyard.errors import InvalidArgument
 from dockyard.remotes.client import Credentials
 
@@ -34,36 +30,6 @@ def registry_auth(request: web.Request) -> Credentials | None:
         return None
     return Credentials(str(data.get("username") or ""), str(data.get("password") or ""),
                        str(data.get("identitytoken") or ""))
-
-
-async def stream_progress(request: web.Request,
-                          run: Callable[[Callable[[dict[str, Any]], None]], Coroutine[Any, Any, Any]]
-                          ) -> web.StreamResponse:
-    queue: asyncio.Queue[bytes | None] = asyncio.Queue()
-    task = asyncio.ensure_future(run(lambda msg: queue.put_nowait(json_line(msg))))
-    task.add_done_callback(lambda _: queue.put_nowait(None))
-    resp: web.StreamResponse | None = None
-    try:
-        while (item := await queue.get()) is not None:
-            if resp is None:
-                resp = web.StreamResponse(headers={"Content-Type": "application/json"})
-                await resp.prepare(request)
-            await resp.write(item)
-        exc = task.exception()
-        if exc is not None and resp is None:
-            raise exc
-        if resp is None:
-            resp = web.StreamResponse(headers={"Content-Type": "application/json"})
-            await resp.prepare(request)
-        if exc is not None:
-            await resp.write(json_line({"errorDetail": {"message": str(exc)}, "error": str(exc)}))
-        await resp.write_eof()
-        return resp
-    except (ConnectionResetError, asyncio.CancelledError):
-        task.cancel()
-        with contextlib.suppress(BaseException):
-            await task
-        raise
 
 
 async def pull(request: web.Request) -> web.StreamResponse:

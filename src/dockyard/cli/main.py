@@ -320,6 +320,8 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     for name, setup in TOP_CMDS.items():
         if only is None or only == name:
             setup(sub.add_parser(name, add_help=name not in ("run", "create")))
+    if only is None:  # listed for --help; `dockyard registry ...` is handed over before parsing
+        sub.add_parser("registry", help="run an OCI registry: registry serve|gc (see docs/registry.md)")
     for group, cmds in (("container", {**CONTAINER_CMDS, "ls": _ps, "inspect": _inspect("container"),
                                        "prune": _cprune}), ("image", IMAGE_CMDS),
                         ("builder", BUILDER_CMDS), ("system", SYSTEM_CMDS)):

@@ -58,4 +58,19 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX build_cache_result ON build_cache(result);
     """,
+    # 3: IP address management of networks (network/ipam.py)
+    """
+    CREATE TABLE ipam_subnets (
+        network TEXT PRIMARY KEY,       -- network id
+        subnet TEXT NOT NULL,           -- "172.18.0.0/16"
+        gateway TEXT NOT NULL,
+        ip_range TEXT NOT NULL DEFAULT ''
+    );
+    CREATE TABLE ipam_addresses (
+        network TEXT NOT NULL REFERENCES ipam_subnets(network) ON DELETE CASCADE,
+        address TEXT NOT NULL,
+        owner TEXT NOT NULL,            -- endpoint (container id) holding it
+        PRIMARY KEY (network, address)
+    );
+    """,
 ]

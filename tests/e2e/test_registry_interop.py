@@ -3,6 +3,7 @@ auth), the stock docker CLI through dockyardd, and skopeo against our registry â
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -217,6 +218,7 @@ def test_tls_with_basic_auth(daemon: LiveDaemon, tmp_path: Path) -> None:
                              "--tls-cert", str(cert), "--tls-key", str(key)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     ctx = ssl.create_default_context(cafile=str(cert))
+    made: list[Path] = []
     try:
         for _ in range(100):
             try:
@@ -237,6 +239,7 @@ def test_tls_with_basic_auth(daemon: LiveDaemon, tmp_path: Path) -> None:
             urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/", timeout=2)
         # the engine trusts the registry's private CA from certs.d/<host>/, as Docker does
         certs = Path("/etc/dockyard/certs.d") / f"127.0.0.1:{port}"
+        made += [p for p in (Path("/etc/dockyard"), certs.parent) if not p.exists()]  # removed afterwards
         certs.mkdir(parents=True)
         shutil.copy(cert, certs / "ca.crt")
         host = f"127.0.0.1:{port}"
@@ -247,6 +250,9 @@ def test_tls_with_basic_auth(daemon: LiveDaemon, tmp_path: Path) -> None:
         assert pushed.returncode == 0, pushed.stderr
     finally:
         shutil.rmtree(Path("/etc/dockyard/certs.d") / f"127.0.0.1:{port}", ignore_errors=True)
+        for created in reversed(made):
+            with contextlib.suppress(OSError):
+                created.rmdir()
         daemon.cli("rmi", f"127.0.0.1:{port}/tls/bb:1", check=False)
         proc.terminate()
         proc.wait(10)

@@ -20,12 +20,11 @@ from pathlib import Path
 from typing import BinaryIO, cast
 
 from dockyard.build.trees import TarTree, resolve
-from dockyard.diff.streams import decompressed
+from dockyard.diff.streams import decompressed, is_compressed
 from dockyard.dockerignore import Matcher, read_patterns
 from dockyard.errors import InvalidArgument
 
 _MAX_DOCKERFILE = 16 << 20
-_COMPRESSED = (b"\x1f\x8b", b"\x28\xb5\x2f\xfd", b"BZh", b"\xfd7zXZ\x00")
 
 
 @dataclass
@@ -60,7 +59,7 @@ def context_from_file(body: Path, workdir: Path, dockerfile: str = "Dockerfile",
         return _with_dockerfile(indexed, dockerfile)
     try:
         with open(body, "rb") as raw:
-            compressed = raw.read(6).startswith(_COMPRESSED)
+            compressed = is_compressed(raw.read(6))
             raw.seek(0)
             plain = decompressed(raw) if compressed else raw
             head = plain.read(512)
@@ -199,7 +198,7 @@ class StreamIndexer:
         if self.stopped:
             return
         if not self.started:
-            if data.startswith(_COMPRESSED) or len(data) < 512 or not _is_tar(data[:512]):
+            if is_compressed(data) or len(data) < 512 or not _is_tar(data[:512]):
                 self.stopped = True
                 return
             self.started = True

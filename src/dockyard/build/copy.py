@@ -16,11 +16,11 @@ from pathlib import Path
 
 from dockyard.build.trees import DirTree, Tree, resolve
 from dockyard.diff import apply_layer
+from dockyard.diff.streams import is_compressed
 from dockyard.dockerignore import Matcher
 from dockyard.errors import InvalidArgument, NotFound
 
 _MAX_LINKS = 40
-_ARCHIVE_MAGIC = (b"\x1f\x8b", b"BZh", b"\xfd7zXZ\x00", b"\x28\xb5\x2f\xfd")
 
 
 def is_url(src: str) -> bool:
@@ -178,7 +178,7 @@ def _is_archive(tree: Tree, rel: str) -> bool:
             head = f.read(512)
     except (OSError, NotFound):
         return False
-    if any(head.startswith(m) for m in _ARCHIVE_MAGIC):
+    if is_compressed(head):
         return True
     return len(head) >= 262 and head[257:262] == b"ustar"
 

@@ -19,6 +19,11 @@ _BZIP2 = b"BZh"
 _XZ = b"\xfd7zXZ\x00"
 
 
+def is_compressed(head: bytes) -> bool:
+    """Whether ``head`` (the first bytes of a stream) starts with a compression magic ``decompressed`` knows."""
+    return head.startswith((_GZIP, _ZSTD, _BZIP2, _XZ))
+
+
 class PrefixedReader:
     """Gives back bytes already read (to sniff the magic) before reading on from ``src``."""
 

@@ -7,7 +7,6 @@ import contextlib
 import json
 import os
 import shutil
-import socket
 import subprocess
 import time
 import urllib.error
@@ -18,20 +17,14 @@ from pathlib import Path
 import pytest
 
 from dockyard.registry.auth import bcrypt_hash
-from tests.conftest import BIN, LiveDaemon, unique
+from tests.conftest import BIN, LiveDaemon, free_port, unique
 
 pytestmark = pytest.mark.root
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 class Server:
     def __init__(self, root: Path, *flags: str) -> None:
-        self.host = f"127.0.0.1:{_free_port()}"
+        self.host = f"127.0.0.1:{free_port()}"
         self.proc = subprocess.Popen([str(BIN / "dockyard"), "registry", "serve", "--addr", self.host,
                                       "--root", str(root), *flags], stdout=subprocess.DEVNULL,
                                      stderr=subprocess.PIPE)
@@ -212,7 +205,7 @@ def test_tls_with_basic_auth(daemon: LiveDaemon, tmp_path: Path) -> None:
                     "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key),
                     "-out", str(cert)], check=True, capture_output=True, timeout=60)
     (tmp_path / "htpasswd").write_text(f"alice:{bcrypt_hash('s3cret')}\n")
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen([str(BIN / "dockyard"), "registry", "serve", "--addr", f"127.0.0.1:{port}",
                              "--root", str(tmp_path / "r"), "--htpasswd", str(tmp_path / "htpasswd"),
                              "--tls-cert", str(cert), "--tls-key", str(key)],

@@ -15,21 +15,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import LiveDaemon, unique
+from tests.conftest import LiveDaemon, free_port, unique
 
 pytestmark = [pytest.mark.root,
               pytest.mark.skipif(shutil.which("docker-registry") is None, reason="docker-registry not installed")]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture
 def registry(tmp_path: Path) -> Iterator[str]:
-    port = _free_port()
+    port = free_port()
     cfg = tmp_path / "registry.yml"
     cfg.write_text(f"version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: "
                    f"{tmp_path / 'data'}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n")
@@ -156,7 +150,7 @@ def test_login_then_push_and_pull_with_basic_auth(daemon: LiveDaemon, tmp_path: 
         import crypt
 
     from tests.conftest import BIN
-    port = _free_port()
+    port = free_port()
     (tmp_path / "htpasswd").write_text("alice:" + crypt.crypt("s3cret", crypt.mksalt(crypt.METHOD_BLOWFISH)) + "\n")
     cfg = tmp_path / "registry.yml"
     cfg.write_text(f"version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: "

@@ -8,7 +8,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import ssl
 import stat
 import subprocess
@@ -17,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import free_port
 from tests.integration.test_daemon_helpers import DOCKYARDD, Daemon, spawn, start, stop
 
 
@@ -105,15 +105,9 @@ def test_unknown_config_key_refused(tmp_path: Path) -> None:
     assert os.path.exists(cfg)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.mark.root
 def test_loopback_tcp_listener(tmp_path: Path) -> None:
-    port = _free_port()
+    port = free_port()
     d = start(tmp_path, "-H", f"tcp://127.0.0.1:{port}")
     try:
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
@@ -143,7 +137,7 @@ def test_tlsverify_requires_a_client_certificate(tmp_path: Path) -> None:
                                           else "extendedKeyUsage=clientAuth\n")
         _openssl("x509", "-req", "-in", f"{who}.csr", "-CA", "ca.pem", "-CAkey", "ca-key.pem", "-CAcreateserial",
                  "-days", "1", "-extfile", f"{who}.ext", "-out", f"{who}.pem", cwd=certs)
-    port = _free_port()
+    port = free_port()
     d = start(tmp_path, "-H", f"tcp://0.0.0.0:{port}", "--tlsverify", "--tlscacert", str(certs / "ca.pem"),
               "--tlscert", str(certs / "server.pem"), "--tlskey", str(certs / "server-key.pem"))
     try:

@@ -112,14 +112,10 @@ def create_or_run(c: Client, a: argparse.Namespace, run: bool) -> int:
 
 def _pull(c: Client, image: str, a: argparse.Namespace) -> None:
     """Pull with the progress on stderr (stdout is the container's)."""
+    from dockyard.cli.distribution import show_progress
     from dockyard.client import auth
-    resp = c.pull(image, getattr(a, "platform", None), auth.header_for(auth.server_of(image)))
-    for msg in resp.iter_json():
-        if msg.get("errorDetail") or msg.get("error"):
-            raise errors.NotFound(str(msg.get("error") or msg["errorDetail"].get("message")))
-        status = msg.get("status")
-        if status and status not in ("Downloading", "Extracting"):
-            _err(f"{msg['id']}: {status}" if msg.get("id") else status)
+    show_progress(c.pull(image, getattr(a, "platform", None), auth.header_for(auth.server_of(image))),
+                  sys.stderr, bars=False)
 
 
 def cmd_start(c: Client, a: argparse.Namespace) -> int:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import getpass
 import sys
-from typing import Any
+from typing import Any, TextIO
 
 from dockyard import errors
 from dockyard.client import auth
@@ -15,29 +15,31 @@ from dockyard.client.api import Client
 class _Board:
     """Docker's terminal view: one line per layer, rewritten in place as its status changes."""
 
-    def __init__(self) -> None:
+    def __init__(self, out: TextIO) -> None:
+        self.out = out
         self.ids: list[str] = []
 
     def line(self, ident: str, text: str) -> None:
-        out = sys.stdout
         if ident not in self.ids:
             self.ids.append(ident)
-            out.write(f"{ident}: {text}\n")
+            self.out.write(f"{ident}: {text}\n")
         else:
             up = len(self.ids) - self.ids.index(ident)
-            out.write(f"\x1b[{up}A\r\x1b[2K{ident}: {text}\x1b[{up}B\r")
-        out.flush()
+            self.out.write(f"\x1b[{up}A\r\x1b[2K{ident}: {text}\x1b[{up}B\r")
+        self.out.flush()
 
     def plain(self, text: str) -> None:
         self.ids = []  # lines printed below the board: start a new one
-        sys.stdout.write(text + "\n")
-        sys.stdout.flush()
+        self.out.write(text + "\n")
+        self.out.flush()
 
 
-def _progress(resp: Any) -> dict[str, Any]:
-    """Show the JSON progress stream: bars on a terminal, plain lines otherwise; returns aux."""
+def show_progress(resp: Any, out: TextIO | None = None, *, bars: bool = True) -> dict[str, Any]:
+    """Show the JSON progress stream on ``out`` (stdout by default): bars on a terminal when
+    ``bars``, plain lines otherwise; returns aux."""
+    out = out or sys.stdout
     aux: dict[str, Any] = {}
-    board = _Board() if sys.stdout.isatty() else None
+    board = _Board(out) if bars and out.isatty() else None
     for msg in resp.iter_json():
         if msg.get("errorDetail") or msg.get("error"):
             raise errors.Internal(str(msg.get("error") or msg["errorDetail"].get("message")))
@@ -52,8 +54,8 @@ def _progress(resp: Any) -> dict[str, Any]:
         elif board is not None:
             board.plain(status)
         elif status not in ("Downloading", "Pushing", "Extracting"):
-            sys.stdout.write(f"{ident}: {status}\n" if ident else f"{status}\n")
-            sys.stdout.flush()
+            out.write(f"{ident}: {status}\n" if ident else f"{status}\n")
+            out.flush()
     return aux
 
 
@@ -62,7 +64,7 @@ def cmd_pull(c: Client, a: argparse.Namespace) -> int:
     ref = reference.parse(a.image)
     if a.all_tags:
         raise errors.InvalidArgument("--all-tags is not supported yet")
-    _progress(c.pull(a.image, a.platform, auth.header_for(auth.server_of(a.image))))
+    show_progress(c.pull(a.image, a.platform, auth.header_for(auth.server_of(a.image))))
     if not a.quiet:
         print(str(ref if ref.digest else ref.tagged_or_default()))
     return 0
@@ -72,7 +74,7 @@ def cmd_push(c: Client, a: argparse.Namespace) -> int:
     from dockyard.oci import reference
     ref = reference.parse(a.image, default_tag=False)
     name = ref.familiar_name if ref.domain == "docker.io" else f"{ref.domain}/{ref.path}"
-    _progress(c.push(name, ref.tag or "latest", auth.header_for(auth.server_of(a.image))))
+    show_progress(c.push(name, ref.tag or "latest", auth.header_for(auth.server_of(a.image))))
     return 0
 
 

@@ -365,20 +365,8 @@ def cmd_wait(c: Client, a: argparse.Namespace) -> int:
 
 
 def cmd_update(c: Client, a: argparse.Namespace) -> int:
-    from dockyard.cli.runopts import nano_cpus, ram_in_bytes, restart_policy
-    body: dict[str, Any] = {}
-    if a.memory:
-        body["Memory"] = ram_in_bytes(a.memory)
-    if a.memory_swap:
-        body["MemorySwap"] = -1 if a.memory_swap == "-1" else ram_in_bytes(a.memory_swap)
-    if a.cpus:
-        body["NanoCpus"] = nano_cpus(a.cpus)
-    if a.cpu_shares:
-        body["CpuShares"] = a.cpu_shares
-    if a.cpuset_cpus:
-        body["CpusetCpus"] = a.cpuset_cpus
-    if a.pids_limit is not None:
-        body["PidsLimit"] = a.pids_limit
+    from dockyard.cli.runopts import resource_fields, restart_policy
+    body = resource_fields(a)
     if a.restart:
         body["RestartPolicy"] = restart_policy(a.restart)
 

@@ -144,12 +144,8 @@ def _rename(p: argparse.ArgumentParser) -> None:
 
 
 def _update(p: argparse.ArgumentParser) -> None:
-    p.add_argument("-m", "--memory")
-    p.add_argument("--memory-swap")
-    p.add_argument("--cpus")
-    p.add_argument("-c", "--cpu-shares", type=int, default=0)
-    p.add_argument("--cpuset-cpus", default="")
-    p.add_argument("--pids-limit", type=int)
+    from dockyard.cli.runopts import add_resource_flags
+    add_resource_flags(p)
     p.add_argument("--restart")
     p.add_argument("containers", nargs="+", metavar="CONTAINER")
     p.set_defaults(fn=_lazy("containers", "cmd_update"))

@@ -21,6 +21,34 @@ def ram_in_bytes(text: str) -> int:
     return int(float(m.group(1)) * _UNITS[m.group(2) or "b"])
 
 
+def add_resource_flags(p: argparse.ArgumentParser) -> None:
+    """The resource limits ``run``/``create`` and ``update`` share."""
+    p.add_argument("-m", "--memory")
+    p.add_argument("--memory-swap")
+    p.add_argument("--cpus")
+    p.add_argument("-c", "--cpu-shares", type=int, default=0)
+    p.add_argument("--cpuset-cpus", default="")
+    p.add_argument("--pids-limit", type=int)
+
+
+def resource_fields(a: argparse.Namespace) -> dict[str, Any]:
+    """HostConfig's resource fields for the limits given on the command line (as ``update`` sends)."""
+    fields: dict[str, Any] = {}
+    if a.memory:
+        fields["Memory"] = ram_in_bytes(a.memory)
+    if a.memory_swap:
+        fields["MemorySwap"] = -1 if a.memory_swap == "-1" else ram_in_bytes(a.memory_swap)
+    if a.cpus:
+        fields["NanoCpus"] = nano_cpus(a.cpus)
+    if a.cpu_shares:
+        fields["CpuShares"] = a.cpu_shares
+    if a.cpuset_cpus:
+        fields["CpusetCpus"] = a.cpuset_cpus
+    if a.pids_limit is not None:
+        fields["PidsLimit"] = a.pids_limit
+    return fields
+
+
 def add_run_flags(p: argparse.ArgumentParser, *, create: bool = False) -> None:
     if not create:
         p.add_argument("-d", "--detach", action="store_true")
@@ -37,12 +65,7 @@ def add_run_flags(p: argparse.ArgumentParser, *, create: bool = False) -> None:
     p.add_argument("-u", "--user", default="")
     p.add_argument("--entrypoint")
     p.add_argument("-h", "--hostname", default="")
-    p.add_argument("-m", "--memory")
-    p.add_argument("--memory-swap")
-    p.add_argument("--cpus")
-    p.add_argument("-c", "--cpu-shares", type=int, default=0)
-    p.add_argument("--cpuset-cpus", default="")
-    p.add_argument("--pids-limit", type=int)
+    add_resource_flags(p)
     p.add_argument("--init", action="store_true")
     p.add_argument("--network", "--net", default="default")
     p.add_argument("--runtime", default="")
@@ -132,12 +155,9 @@ def create_body(a: argparse.Namespace, image: str, cmd: list[str],
         "AutoRemove": a.rm,
         "Init": True if a.init else None,
         "Runtime": a.runtime or None,
-        "Memory": ram_in_bytes(a.memory) if a.memory else 0,
-        "MemorySwap": (-1 if a.memory_swap == "-1" else ram_in_bytes(a.memory_swap)) if a.memory_swap else 0,
-        "NanoCpus": nano_cpus(a.cpus) if a.cpus else 0,
-        "CpuShares": a.cpu_shares,
-        "CpusetCpus": a.cpuset_cpus,
-        "PidsLimit": a.pids_limit,
+        # create sends every resource field, zero when not given
+        "Memory": 0, "MemorySwap": 0, "NanoCpus": 0, "CpuShares": 0, "CpusetCpus": "", "PidsLimit": None,
+        **resource_fields(a),
         "ConsoleSize": list(console_size) if console_size else [0, 0],
     }
     body: dict[str, Any] = {

@@ -4,9 +4,10 @@ PYTHON ?= /usr/bin/python3
 VENV := .venv
 BIN := $(VENV)/bin
 SOCK ?= /run/dockyard/dockyard.sock
-APT_PACKAGES := busybox-static runc tini python3-venv iproute2 ca-certificates procps
-# only the tests need these: the CNCF distribution registry and skopeo, run on loopback by the tests
-TEST_APT_PACKAGES := docker-registry skopeo
+APT_PACKAGES := busybox-static runc tini python3-venv iproute2 ca-certificates procps nftables
+# only the tests need these: the CNCF distribution registry and skopeo, run on loopback by the
+# tests, and the Python docker-compose (1.29) that drives dockyardd in tests/compat
+TEST_APT_PACKAGES := docker-registry skopeo docker-compose
 
 .PHONY: install test-deps run test lint bench daemon stop-daemon clean
 
@@ -24,7 +25,7 @@ install: $(BIN)/dockyardd
 # Debian starts a docker-registry service on :5000 when it is installed; the tests run their own.
 test-deps:
 	@if ! dpkg -s $(TEST_APT_PACKAGES) >/dev/null 2>&1; then \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(TEST_APT_PACKAGES); \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(TEST_APT_PACKAGES); \
 		systemctl disable --now docker-registry >/dev/null 2>&1 || true; fi
 
 # Start the daemon in the background unless one already answers on $(SOCK).

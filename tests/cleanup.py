@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import shutil
 import signal
@@ -52,3 +53,25 @@ def stop_and_clean(proc: subprocess.Popen[bytes], exec_root: Path, data_root: Pa
     unmount_under(data_root)
     unmount_under(exec_root)
     shutil.rmtree(exec_root, ignore_errors=True)
+
+
+def remove_network_leftovers(args: list[str], data_root: Path) -> None:
+    """What a daemon killed with containers running leaves by design (live restore keeps them
+    wired): its bridges and its nftables table. Tests remove them so runs leave nothing behind."""
+    import json
+    import sqlite3
+    flags = {a: b for a, b in itertools.pairwise(args) if a.startswith("--")}
+    bridges = [flags["--bridge"]] if "--bridge" in flags else []
+    db = data_root / "metadata.db"
+    if db.exists():
+        try:
+            with sqlite3.connect(db) as conn:
+                rows = conn.execute("SELECT record FROM networks").fetchall()
+            bridges += [json.loads(r[0]).get("bridge", "") for r in rows]
+        except sqlite3.Error:
+            pass
+    for bridge in filter(None, bridges):
+        subprocess.run(["ip", "link", "del", bridge], capture_output=True, check=False)
+    if "--firewall-table" in flags:
+        subprocess.run(["nft", "delete", "table", "inet", flags["--firewall-table"]], capture_output=True,
+                       check=False)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -15,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.cleanup import stop_and_clean
+from tests.cleanup import remove_network_leftovers, stop_and_clean
 
 BIN = Path(sys.executable).parent
 IS_ROOT = os.geteuid() == 0
@@ -82,14 +83,31 @@ def start_daemon(base: Path, *extra: str) -> LiveDaemon:
             [str(BIN / "dockyardd"), "-H", f"unix://{sock}", "--data-root", str(data_root),
              "--exec-root", str(exec_root), "--log-level", "debug",
              # never Docker Hub: a name without a registry goes to a closed port on loopback
-             "--default-registry", "127.0.0.1:1", *extra],
+             "--default-registry", "127.0.0.1:1",
+             # a bridge and an nftables table of its own: test daemons never share or touch dy0
+             "--bridge", f"dyb{tag}", "--firewall-table", f"dytest_{tag}", *extra],
             stdout=logf, stderr=subprocess.STDOUT, start_new_session=True)
-    d = LiveDaemon(proc, sock, data_root, exec_root, log)
+    return _wait_up(LiveDaemon(proc, sock, data_root, exec_root, log))
+
+
+def restart_daemon(d: LiveDaemon, kill: bool = True) -> LiveDaemon:
+    """The same daemon (flags, roots) started again after SIGKILL (``kill``) or SIGTERM: live
+    restore means its containers keep running across the gap."""
+    d.proc.send_signal(signal.SIGKILL if kill else signal.SIGTERM)
+    d.proc.wait(30)
+    with open(d.log, "ab") as logf:
+        proc = subprocess.Popen(list(d.proc.args), stdout=logf, stderr=subprocess.STDOUT,  # type: ignore[arg-type]
+                                start_new_session=True)
+    return _wait_up(LiveDaemon(proc, d.sock, d.data_root, d.exec_root, d.log))
+
+
+def _wait_up(d: LiveDaemon) -> LiveDaemon:
+    proc, log = d.proc, d.log
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise AssertionError(f"dockyardd exited {proc.returncode}: {log.read_text()[-3000:]}")
-        if sock.exists() and d.cli("version", check=False).returncode == 0:
+        if d.sock.exists() and d.cli("version", check=False).returncode == 0:
             return d
         time.sleep(0.05)
     stop_daemon(d)
@@ -103,6 +121,7 @@ def stop_daemon(d: LiveDaemon) -> None:
         if ids:
             d.cli("rm", "-f", *[i.decode() for i in ids], check=False, timeout=120)
     stop_and_clean(d.proc, d.exec_root, d.data_root)
+    remove_network_leftovers(d.proc.args, d.data_root)  # type: ignore[arg-type]
     shutil.rmtree(d.data_root, ignore_errors=True)
 
 

@@ -103,7 +103,9 @@ TAG = "busybox:latest"
 
 async def open_engine(base: Path, exec_root: Path, runtime: str) -> Any:
     from dockyard.engine.engine import Engine, EngineConfig
-    cfg = EngineConfig(data_root=base / "data", exec_root=exec_root, default_runtime=runtime)
+    tag = exec_root.name[-8:]
+    cfg = EngineConfig(data_root=base / "data", exec_root=exec_root, default_runtime=runtime,
+                       bridge=f"dyb{tag}", firewall_table=f"dytest_{tag}")
     engine = await Engine.open(cfg)
     archive = base / "busybox.tar"
     if not archive.exists():

@@ -15,6 +15,7 @@ from dockyard.engine.types import (
     ContainerConfig,
     ContainerRecord,
     ContainerState,
+    EndpointSettings,
     Event,
     ExecConfig,
     ExecRecord,
@@ -109,7 +110,9 @@ def _record(status: str = "running") -> ContainerRecord:
         host_config=HostConfig(port_bindings={"80/tcp": [{"HostIp": "", "HostPort": "8080"}]}),
         path="sleep", args=["9"], state=ContainerState(status=status, pid=42,
                                                        started_at="2024-01-02T03:04:06.5Z"),
-        ip_address="172.17.0.2",
+        networks={"bridge": EndpointSettings(network_id="n" * 64, endpoint_id="e" * 64, ip_address="172.17.0.2",
+                                             prefix_len=16, gateway="172.17.0.1", mac_address="02:42:ac:11:00:02")},
+        ports={"80/tcp": [{"HostIp": "0.0.0.0", "HostPort": "8080"}]},
     )
 
 
@@ -123,6 +126,10 @@ def test_inspect_renders_docker_shape() -> None:
     assert out["HostConfig"]["Memory"] == 0 and out["HostConfig"]["LogConfig"]["Type"] == "json-file"
     assert out["NetworkSettings"]["Ports"] == {"80/tcp": [{"HostIp": "0.0.0.0", "HostPort": "8080"}]}
     assert out["NetworkSettings"]["Networks"]["bridge"]["IPAddress"] == "172.17.0.2"
+    assert out["NetworkSettings"]["IPAddress"] == "172.17.0.2" and out["NetworkSettings"]["IPPrefixLen"] == 16
+    assert out["NetworkSettings"]["Networks"]["bridge"]["MacAddress"] == "02:42:ac:11:00:02"
+    stopped = models.render_inspect(_record("exited"))["NetworkSettings"]
+    assert stopped["IPAddress"] == "" and stopped["Ports"] == {} and stopped["Networks"]["bridge"]["NetworkID"]
     assert out["GraphDriver"]["Name"] == "overlay2"
     assert out["ExecIDs"] is None and out["Mounts"] == []
     for key in ("Id", "Created", "Path", "Args", "Image", "ResolvConfPath", "HostnamePath", "HostsPath",

@@ -9,6 +9,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from dockyard.api.models_networks import (
+    parse_networking,
+    render_network_settings,
+    summary_networks,
+    summary_ports,
+)
 from dockyard.api.timefmt import human_status, unix_seconds
 from dockyard.api.validate import Fields
 from dockyard.engine.types import (
@@ -149,6 +155,8 @@ def parse_host_config(f: Fields) -> HostConfig:
         dns_search=f.str_list("DnsSearch"),
         dns_options=f.str_list("DnsOptions"),
         extra_hosts=f.str_list("ExtraHosts"),
+        links=f.str_list("Links"),
+        publish_all_ports=f.boolean("PublishAllPorts"),
         tmpfs=f.str_map("Tmpfs"),
         shm_size=f.integer("ShmSize"),
         log_config=LogConfig(type=log.text("Type", "json-file") or "json-file", config=log.str_map("Config")),
@@ -172,8 +180,9 @@ def parse_create(body: dict[str, Any], name: str, platform: str) -> CreateOption
         raise InvalidArgument("config cannot be empty in order to create a container: Image is required")
     # Docker names these top-level siblings without the Config prefix.
     host = parse_host_config(Fields(body.get("HostConfig"), "HostConfig"))
-    Fields(body.get("NetworkingConfig"), "NetworkingConfig")  # validated; networks are not wired yet
-    return CreateOptions(name=name, config=config, host_config=host, platform=platform)
+    networking = parse_networking(Fields(body.get("NetworkingConfig"), "NetworkingConfig"))
+    return CreateOptions(name=name, config=config, host_config=host, platform=platform,
+                         networking=networking)
 
 
 def parse_update(body: dict[str, Any]) -> tuple[Resources | None, RestartPolicy | None]:
@@ -280,8 +289,8 @@ def render_host_config(h: HostConfig) -> dict[str, Any]:
         "CapAdd": h.cap_add or None, "CapDrop": h.cap_drop or None, "CgroupnsMode": "host",
         "Dns": h.dns, "DnsOptions": h.dns_options, "DnsSearch": h.dns_search,
         "ExtraHosts": h.extra_hosts or None, "GroupAdd": h.group_add or None, "IpcMode": h.ipc_mode,
-        "Cgroup": "", "Links": None, "OomScoreAdj": h.oom_score_adj, "PidMode": h.pid_mode,
-        "Privileged": h.privileged, "PublishAllPorts": False, "ReadonlyRootfs": h.readonly_rootfs,
+        "Cgroup": "", "Links": h.links or None, "OomScoreAdj": h.oom_score_adj, "PidMode": h.pid_mode,
+        "Privileged": h.privileged, "PublishAllPorts": h.publish_all_ports, "ReadonlyRootfs": h.readonly_rootfs,
         "SecurityOpt": h.security_opt or None, "UTSMode": h.uts_mode, "UsernsMode": "",
         "ShmSize": h.shm_size or 67108864, "Runtime": h.runtime, "Isolation": "",
     }
@@ -313,39 +322,6 @@ def render_mount(m: MountPoint) -> dict[str, Any]:
         out["Driver"] = m.driver
     out.update({"Mode": m.mode, "RW": m.rw, "Propagation": m.propagation})
     return out
-
-
-def _ports(rec: ContainerRecord) -> dict[str, Any]:
-    ports: dict[str, Any] = {p: None for p in rec.config.exposed_ports}
-    for port, bindings in rec.host_config.port_bindings.items():
-        ports[port] = [{"HostIp": b.get("HostIp") or "0.0.0.0", "HostPort": b.get("HostPort", "")}
-                       for b in bindings] if rec.state.running else None
-    return ports
-
-
-def _network_name(rec: ContainerRecord) -> str:
-    mode = rec.host_config.network_mode
-    return "bridge" if mode in ("default", "") else mode
-
-
-def render_endpoint(rec: ContainerRecord) -> dict[str, Any]:
-    ip = rec.ip_address if rec.state.running else ""
-    return {"IPAMConfig": None, "Links": None, "Aliases": None, "MacAddress": "", "DriverOpts": None,
-            "NetworkID": "", "EndpointID": "", "Gateway": "", "IPAddress": ip,
-            "IPPrefixLen": 16 if ip else 0, "IPv6Gateway": "", "GlobalIPv6Address": "",
-            "GlobalIPv6PrefixLen": 0, "DNSNames": None}
-
-
-def render_network_settings(rec: ContainerRecord) -> dict[str, Any]:
-    ip = rec.ip_address if rec.state.running else ""
-    networks = {_network_name(rec): render_endpoint(rec)}
-    return {
-        "Bridge": "", "SandboxID": "", "SandboxKey": "", "Ports": _ports(rec), "HairpinMode": False,
-        "LinkLocalIPv6Address": "", "LinkLocalIPv6PrefixLen": 0, "SecondaryIPAddresses": None,
-        "SecondaryIPv6Addresses": None, "EndpointID": "", "Gateway": "", "GlobalIPv6Address": "",
-        "GlobalIPv6PrefixLen": 0, "IPAddress": ip, "IPPrefixLen": 16 if ip else 0, "IPv6Gateway": "",
-        "MacAddress": "", "Networks": networks,
-    }
 
 
 def render_state(rec: ContainerRecord) -> dict[str, Any]:
@@ -388,20 +364,12 @@ def _command(rec: ContainerRecord) -> str:
 
 def render_summary(rec: ContainerRecord, now: float | None = None) -> dict[str, Any]:
     """One entry of ``GET /containers/json``."""
-    ports = []
-    for port, bindings in rec.host_config.port_bindings.items():
-        number, _, proto = port.partition("/")
-        for b in bindings if rec.state.running else []:
-            entry: dict[str, Any] = {"PrivatePort": int(number), "Type": proto or "tcp"}
-            if b.get("HostPort"):
-                entry.update({"IP": b.get("HostIp") or "0.0.0.0", "PublicPort": int(b["HostPort"])})
-            ports.append(entry)
     return {
         "Id": rec.id, "Names": ["/" + rec.name], "Image": rec.image_ref or rec.config.image,
         "ImageID": rec.image_id, "Command": _command(rec), "Created": int(unix_seconds(rec.created)),
-        "Ports": ports, "Labels": rec.config.labels, "State": rec.state.status,
+        "Ports": summary_ports(rec), "Labels": rec.config.labels, "State": rec.state.status,
         "Status": human_status(rec.state, now), "HostConfig": {"NetworkMode": rec.host_config.network_mode},
-        "NetworkSettings": {"Networks": {_network_name(rec): render_endpoint(rec)}},
+        "NetworkSettings": {"Networks": summary_networks(rec)},
         "Mounts": [render_mount(m) for m in rec.mounts],
     }
 

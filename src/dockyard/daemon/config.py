@@ -28,6 +28,7 @@ _FILE_KEYS = {
     "log-opts": "log_opts", "tls": "tls", "tlsverify": "tlsverify", "tlscacert": "tlscacert",
     "tlscert": "tlscert", "tlskey": "tlskey", "insecure-registries": "insecure_registries",
     "registry-mirrors": "registry_mirrors", "default-registry": "default_registry",
+    "bridge": "bridge", "firewall-table": "firewall_table",
 }
 
 
@@ -71,6 +72,8 @@ class DaemonConfig:
     insecure_registries: list[str] = field(default_factory=list)
     registry_mirrors: list[str] = field(default_factory=list)
     default_registry: str = ""
+    bridge: str = "dy0"
+    firewall_table: str = "dockyard"
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -134,6 +137,10 @@ def build_parser() -> argparse.ArgumentParser:
     # where docker.io names are pulled from instead of Docker Hub (no fallback): tests point it
     # at loopback so that nothing ever reaches a public registry
     p.add_argument("--default-registry", dest="default_registry", metavar="HOST[:PORT]")
+    p.add_argument("-b", "--bridge", dest="bridge", metavar="NAME",
+                   help="device of the default bridge network (default dy0)")
+    p.add_argument("--firewall-table", dest="firewall_table", metavar="NAME",
+                   help="nftables table (inet) holding this daemon's rules (default dockyard)")
     return p
 
 
@@ -238,6 +245,7 @@ def load_config(argv: list[str]) -> DaemonConfig:
         insecure_registries=list(args["insecure_registries"] or []),
         registry_mirrors=[m.rstrip("/") for m in args["registry_mirrors"] or []],
         default_registry=args["default_registry"] or "",
+        bridge=args["bridge"] or "dy0", firewall_table=args["firewall_table"] or "dockyard",
     )
     check_tls(cfg)
     return cfg

@@ -37,6 +37,9 @@ def main(argv: list[str] | None = None) -> int:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(_LEVELS[cfg.log_level])
+    # third-party libraries log every netlink message at debug: keep them to warnings
+    for noisy in ("pyroute2", "asyncio"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, _LEVELS[cfg.log_level]))
     try:
         asyncio.run(serve(cfg))
     except DockyardError as exc:

@@ -99,7 +99,8 @@ async def serve(cfg: DaemonConfig) -> None:
             data_root=cfg.data_root, exec_root=cfg.exec_root, default_runtime=cfg.default_runtime,
             runtimes=dict(cfg.runtimes), log_max_size=cfg.log_max_size, log_max_file=cfg.log_max_file,
             insecure_registries=list(cfg.insecure_registries), registry_mirrors=list(cfg.registry_mirrors),
-            default_registry=cfg.default_registry))
+            default_registry=cfg.default_registry, bridge=cfg.bridge,
+            firewall_table=cfg.firewall_table))
         try:
             runner = web.AppRunner(build_app(engine, cfg.data_root), handler_cancellation=True,
                                    shutdown_timeout=2.0, access_log=None)

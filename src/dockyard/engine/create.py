@@ -171,7 +171,11 @@ def resolv_conf(host_file: Path, dns: list[str], search: list[str], options: lis
     return "\n".join(out) + "\n" if out else ""
 
 
-def hosts_file(hostname: str, extra_hosts: list[str]) -> str:
+def hosts_file(hostname: str, extra_hosts: list[str], own: list[str] | None = None,
+               host_gateway: str = "", links: list[str] | None = None) -> str:
+    """/etc/hosts: the standard entries, ``--add-host`` lines (``host-gateway`` is the default
+    bridge's gateway), linked containers, then the container's own addresses with its hostname
+    (loopback's 127.0.1.1 when it has none)."""
     lines = [
         "127.0.0.1\tlocalhost",
         "::1\tlocalhost ip6-localhost ip6-loopback",
@@ -184,8 +188,14 @@ def hosts_file(hostname: str, extra_hosts: list[str]) -> str:
         name, sep, addr = entry.partition(":")
         if not sep or not name or not addr:
             raise InvalidArgument(f"invalid IP address in add-host: \"{entry}\"")
+        if addr == "host-gateway":
+            if not host_gateway:
+                raise InvalidArgument("unable to derive the IP value for host-gateway")
+            addr = host_gateway
         lines.append(f"{addr}\t{name}")
-    lines.append(f"127.0.1.1\t{hostname}")  # no network yet: the hostname resolves to loopback
+    lines += links or []
+    for addr in own or ["127.0.1.1"]:
+        lines.append(f"{addr}\t{hostname}")
     return "\n".join(lines) + "\n"
 
 
@@ -194,7 +204,8 @@ def write_container_files(cdir: Path, hostname: str, host: HostConfig) -> dict[s
     (cdir / "rootfs").mkdir(mode=0o755)
     paths = {"hostname": cdir / "hostname", "hosts": cdir / "hosts", "resolv.conf": cdir / "resolv.conf"}
     _atomic_write(paths["hostname"], hostname + "\n")
-    _atomic_write(paths["hosts"], hosts_file(hostname, host.extra_hosts))
+    _atomic_write(paths["hosts"], hosts_file(hostname, [e for e in host.extra_hosts
+                                                        if not e.endswith(":host-gateway")]))
     _atomic_write(paths["resolv.conf"],
                   resolv_conf(Path("/etc/resolv.conf"), host.dns, host.dns_search, host.dns_options))
     return paths

@@ -67,6 +67,8 @@ class EngineConfig:
     insecure_registries: list[str] = field(default_factory=list)   # plain HTTP allowed (hosts, CIDRs)
     registry_mirrors: list[str] = field(default_factory=list)      # tried first for docker.io pulls
     default_registry: str = ""      # serves docker.io names instead of Docker Hub (no fallback)
+    bridge: str = "dy0"             # the default bridge network's device (dockerd's --bridge)
+    firewall_table: str = "dockyard"  # the nftables table (inet family) of this engine's rules
 
 
 class Engine:
@@ -84,6 +86,19 @@ class Engine:
         self.health = HealthMonitor(self.execs)
         self.containers.on_start.append(self.health.start)
         self.containers.on_exit.append(self.health.stop)
+        from dockyard.engine.endpoints import Endpoints
+        from dockyard.engine.netapi import NetworkEngine
+        from dockyard.engine.networks import NetworkService
+        from dockyard.network.firewall import Firewall
+        self.network_service = NetworkService(
+            db, bridge_name=config.bridge, firewall=Firewall(config.firewall_table),
+            in_use=lambda nid: self.endpoints.users(nid), emit=self._network_event)
+        self.endpoints = Endpoints(self.network_service, self.store)
+        self.containers.endpoints = self.endpoints
+        self.networks = NetworkEngine(self.network_service, self.endpoints, self.containers)
+
+    def _network_event(self, rec: Any, action: str, extra: dict[str, str]) -> None:
+        self.bus.publish("network", action, rec.id, {"name": rec.name, "type": rec.driver, **extra})
 
     @classmethod
     async def open(cls, config: EngineConfig) -> Engine:
@@ -100,7 +115,10 @@ class Engine:
         snapshots = Snapshotter(data_root / "snapshots")
         images = ImageService(db, content, snapshots, data_root / "tmp")
         engine = cls(config, db, content, snapshots, images)
+        await engine.network_service.open()
         await engine.containers.restore()
+        await engine.endpoints.restore([r for r in engine.store.all()
+                                        if r.state.running and r.id in engine.containers.running])
         for rec in engine.store.all():
             if rec.state.status == "running" and rec.id in engine.containers.running:
                 engine.health.start(rec.id)
@@ -110,6 +128,9 @@ class Engine:
         """Leaves containers running; the next open() reattaches to their shims."""
         self.health.close()
         await self.containers.close()
+        await self.endpoints.close()
+        with contextlib.suppress(Exception):
+            await self.network_service.close(containers_running=any(r.state.running for r in self.store.all()))
         for closer in (getattr(self.snapshots, "close", None), self.db.close):
             if closer is not None:
                 with contextlib.suppress(Exception):

@@ -49,6 +49,7 @@ from dockyard.errors import (
 from dockyard.mount import mount_all, unmount_all
 
 if TYPE_CHECKING:
+    from dockyard.engine.endpoints import Endpoints
     from dockyard.engine.engine import EngineConfig
 
 log = logging.getLogger(__name__)
@@ -78,6 +79,7 @@ class ContainerService(RestartPolicies):
         self._locks: dict[str, asyncio.Lock] = {}
         self._restarts: dict[str, asyncio.Task[None]] = {}
         self._closing = False
+        self.endpoints: Endpoints | None = None            # networking, wired by the Engine
         self.on_start: list[Callable[[str], None]] = []   # hooks (healthchecks) per container id
         self.on_exit: list[Callable[[str], None]] = []
 
@@ -132,6 +134,7 @@ class ContainerService(RestartPolicies):
         warnings = validate_host_config(host, cfg, ncpu())
         path, args = command_line(cfg)
         mounts = parse_binds(host.binds)
+        networks = self.endpoints.initial(host, opts.networking) if self.endpoints else {}
         cid = secrets.token_hex(32)
         if not cfg.hostname:
             # host networking shows the host's name (Docker); a joined netns shares its owner's
@@ -154,7 +157,7 @@ class ContainerService(RestartPolicies):
                 platform=image_config.get("os", "linux") or "linux", runtime=runtime,
                 snapshot_key=key, bundle=str(cdir), log_path=str(cdir / f"{cid}-json.log"),
                 hostname_path=str(files["hostname"]), hosts_path=str(files["hosts"]),
-                resolv_conf_path=str(files["resolv.conf"]), mounts=mounts)
+                resolv_conf_path=str(files["resolv.conf"]), mounts=mounts, networks=networks)
             self.store.insert(rec)
         except BaseException:
             shutil.rmtree(cdir, ignore_errors=True)
@@ -195,6 +198,8 @@ class ContainerService(RestartPolicies):
                                               f"'{mp.source}': {exc.strerror}") from exc
             if rec.config.working_dir:
                 make_dirs(rootfs, rec.config.working_dir, user.uid, user.gid)
+            if self.endpoints is not None:
+                self.endpoints.prepare(rec)
             spec = build_spec(rec, rootfs=rootfs, user=user, cgroup_parent=self.config.cgroup_parent,
                               joined=self._joined_namespaces(rec))
             atomic_write(cdir / "config.json", json.dumps(spec, indent=1))
@@ -213,6 +218,8 @@ class ContainerService(RestartPolicies):
                     console_size=rec.host_config.console_size)
             except DockyardError as exc:
                 raise _start_error(str(exc)) from exc
+            if self.endpoints is not None:
+                await self.endpoints.plumb(rec, shim.pid)
             for session in self.pending_attach.pop(rec.id, []):
                 session.connect(await shim.attach(stdin=session.want_stdin, stdout=session.want_stdout,
                                                   stderr=session.want_stderr))
@@ -229,6 +236,8 @@ class ContainerService(RestartPolicies):
             shims.remove_state_dir(self.state_dir(rec.id))
             with contextlib.suppress(DockyardError):
                 unmount_all(rootfs, detach=True)
+            if self.endpoints is not None:
+                await self.endpoints.teardown(rec)
             for session in self.pending_attach.pop(rec.id, []):
                 session.end()
             if isinstance(exc, DockyardError):
@@ -304,6 +313,8 @@ class ContainerService(RestartPolicies):
         rec.state.oom_killed = bool(info.get("oom_killed", False))
         rec.state.finished_at = _exited_at(info.get("exited_at"))
         rec.rootfs = ""
+        if self.endpoints is not None:
+            await self.endpoints.teardown(rec)
         self.store.save(rec)
         if rec.state.oom_killed:
             self.emit(rec, "oom")

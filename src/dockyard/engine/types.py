@@ -98,6 +98,8 @@ class HostConfig:
     dns_search: list[str] = field(default_factory=list)
     dns_options: list[str] = field(default_factory=list)
     extra_hosts: list[str] = field(default_factory=list)
+    links: list[str] = field(default_factory=list)      # "name:alias" (default bridge only)
+    publish_all_ports: bool = False
     tmpfs: dict[str, str] = field(default_factory=dict)
     shm_size: int = 0
     log_config: LogConfig = field(default_factory=LogConfig)
@@ -118,6 +120,7 @@ class CreateOptions:
     config: ContainerConfig = field(default_factory=ContainerConfig)
     host_config: HostConfig = field(default_factory=HostConfig)
     platform: str = ""
+    networking: dict[str, EndpointSettings] = field(default_factory=dict)  # EndpointsConfig by network
 
 
 @dataclass
@@ -157,6 +160,82 @@ class MountPoint:
 
 
 @dataclass
+class EndpointSettings:
+    """A container's attachment to one network: what was asked (kept while stopped) and what it
+    got (set while running). Docker's ``EndpointSettings``."""
+    network_id: str = ""
+    aliases: list[str] = field(default_factory=list)
+    links: list[str] = field(default_factory=list)
+    ipv4_requested: str = ""        # IPAMConfig.IPv4Address (--ip)
+    ipv6_requested: str = ""
+    mac_requested: str = ""
+    driver_opts: dict[str, str] = field(default_factory=dict)
+    endpoint_id: str = ""
+    mac_address: str = ""
+    ip_address: str = ""
+    prefix_len: int = 0
+    gateway: str = ""
+    ipv6_address: str = ""
+    ipv6_prefix_len: int = 0
+    ipv6_gateway: str = ""
+    ifname: str = ""                # eth0 inside the container
+    host_ifname: str = ""           # the veth end on the bridge
+
+
+@dataclass
+class IPAMPool:
+    subnet: str = ""
+    gateway: str = ""
+    ip_range: str = ""
+    aux_addresses: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class NetworkRecord:
+    """A network as ``network inspect`` shows it (without its live Containers)."""
+    id: str
+    name: str
+    driver: str                     # bridge | host | null
+    created: str
+    scope: str = "local"
+    enable_ipv4: bool = True
+    enable_ipv6: bool = False
+    internal: bool = False
+    attachable: bool = False
+    ingress: bool = False
+    labels: dict[str, str] = field(default_factory=dict)
+    options: dict[str, str] = field(default_factory=dict)
+    ipam_driver: str = "default"
+    ipam_options: dict[str, str] = field(default_factory=dict)
+    ipam_config: list[IPAMPool] = field(default_factory=list)
+    bridge: str = ""                # the bridge device
+    mtu: int = 0
+    icc: bool = True
+    masquerade: bool = True
+
+    @property
+    def builtin(self) -> bool:
+        return self.name in ("bridge", "host", "none")
+
+
+@dataclass
+class NetworkCreateOptions:
+    name: str
+    driver: str = "bridge"
+    options: dict[str, str] = field(default_factory=dict)
+    labels: dict[str, str] = field(default_factory=dict)
+    internal: bool = False
+    attachable: bool = False
+    ingress: bool = False
+    enable_ipv6: bool = False
+    ipam_driver: str = "default"
+    ipam_options: dict[str, str] = field(default_factory=dict)
+    ipam_config: list[IPAMPool] = field(default_factory=list)
+    config_only: bool = False
+    config_from: str = ""
+
+
+@dataclass
 class ContainerRecord:
     """Everything the engine keeps about one container; ``inspect`` renders from this."""
     id: str
@@ -180,7 +259,8 @@ class ContainerRecord:
     hosts_path: str = ""
     resolv_conf_path: str = ""
     mounts: list[MountPoint] = field(default_factory=list)
-    ip_address: str = ""
+    networks: dict[str, EndpointSettings] = field(default_factory=dict)   # by network name
+    ports: dict[str, list[dict[str, str]]] = field(default_factory=dict)  # bound while running
     exec_ids: list[str] = field(default_factory=list)
     manually_stopped: bool = False
     # Docker's GraphDriver.Data (LowerDir/UpperDir/WorkDir/MergedDir); filled by Engine.get_container.

@@ -73,4 +73,13 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (network, address)
     );
     """,
+    # 4: networks (engine/networks.py); endpoints live in the container records
+    """
+    CREATE TABLE networks (
+        id TEXT PRIMARY KEY,            -- 64 hex
+        name TEXT NOT NULL UNIQUE,
+        created REAL NOT NULL,
+        record BLOB NOT NULL            -- JSON of engine.types.NetworkRecord
+    );
+    """,
 ]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import signal
 import socket
+import sqlite3
 import subprocess
 import time
 import urllib.request
@@ -73,6 +74,10 @@ def test_containers_reach_each_other_by_name_alias_and_id(daemon: LiveDaemon, ne
     # unknown names are NXDOMAIN from the embedded server, not a hang
     res = fetch(daemon, net, "no-such-container-xyz")
     assert res.returncode != 0
+    renamed = unique("ren")
+    daemon.docker("rename", srv, renamed)
+    assert fetch(daemon, net, renamed).returncode == 0
+    assert fetch(daemon, net, srv, 2).returncode != 0
 
 
 def test_inspect_shows_address_on_the_network(daemon: LiveDaemon, net: str) -> None:
@@ -88,6 +93,9 @@ def test_inspect_shows_address_on_the_network(daemon: LiveDaemon, net: str) -> N
     assert f"{ep['IPAddress']}/{ep['IPPrefixLen']}" in inside
     netinfo = json.loads(daemon.docker("network", "inspect", net).stdout)[0]
     assert info["Id"] in netinfo["Containers"]
+    listed = daemon.docker("ps", "-q", "--no-trunc", "--filter", f"network={net}").stdout.decode().split()
+    assert listed == [info["Id"]]
+    assert daemon.docker("ps", "-q", "--filter", "network=no-such-net").stdout == b""
 
 
 def test_different_networks_cannot_talk(daemon: LiveDaemon, net: str) -> None:
@@ -229,10 +237,30 @@ def test_nothing_left_behind(daemon: LiveDaemon) -> None:
     daemon.docker("wait", c, check=False)
     assert cid[:12] not in nft_table(daemon)
     assert host_links() - before_links == {bridge}
+    assert _allocations(daemon, nid) == []  # the address went back with the stop
     daemon.docker("rm", c)
     daemon.docker("network", "rm", name)
     assert host_links() == before_links
     assert bridge not in nft_table(daemon)
+    with sqlite3.connect(daemon.data_root / "metadata.db") as db:
+        assert db.execute("SELECT count(*) FROM ipam_subnets WHERE network LIKE ?", (nid + "%",)).fetchone() == (0,)
+
+
+def _allocations(d: LiveDaemon, network_id: str) -> list[tuple[str, str]]:
+    with sqlite3.connect(d.data_root / "metadata.db") as db:
+        return db.execute("SELECT address, owner FROM ipam_addresses WHERE network LIKE ?",
+                          (network_id + "%",)).fetchall()
+
+
+def test_publish_all_exposed_ports(daemon: LiveDaemon) -> None:
+    name = unique("pall")
+    daemon.docker("run", "-d", "--name", name, "--expose", "80", "-P", "busybox", "sh", "-c", HTTPD)
+    try:
+        out = daemon.docker("port", name, "80").stdout.decode().split()
+        port = int(out[0].rsplit(":", 1)[1])
+        assert _get_retry(f"http://127.0.0.1:{port}/").startswith("hello-")
+    finally:
+        daemon.docker("rm", "-f", name, check=False)
 
 
 def test_dns_options_and_extra_hosts(daemon: LiveDaemon, net: str) -> None:

@@ -10,6 +10,7 @@ from typing import Any
 
 from dockyard import errors
 from dockyard.cli import formatting as fmt
+from dockyard.cli.netopts import localhost_dns_warning
 from dockyard.cli.runopts import create_body
 from dockyard.client.api import Client
 from dockyard.client.transport import DaemonUnreachable
@@ -69,7 +70,8 @@ def create_or_run(c: Client, a: argparse.Namespace, run: bool) -> int:
         _daemon_err(exc)
         return 125
     cid = created["Id"]
-    for w in created.get("Warnings") or []:
+    local_dns = localhost_dns_warning(body["HostConfig"].get("Dns") or [])
+    for w in [*(created.get("Warnings") or []), *([local_dns] if local_dns else [])]:
         _err(f"WARNING: {w}")
     if not run:
         print(cid)

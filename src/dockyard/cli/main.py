@@ -239,6 +239,13 @@ def _bootstrap(p: argparse.ArgumentParser) -> None:
     p.set_defaults(fn=_lazy("images", "cmd_bootstrap"))
 
 
+def _net(setup: str) -> Callable[[argparse.ArgumentParser], None]:
+    def add(p: argparse.ArgumentParser) -> None:
+        from dockyard.cli import networks
+        getattr(networks, setup)(p)
+    return add
+
+
 _sig = {"names": ("-s", "--signal")}
 CONTAINER_CMDS: dict[str, Callable[[argparse.ArgumentParser], None]] = {
     "run": lambda p: _run_like(p, True),
@@ -260,6 +267,7 @@ CONTAINER_CMDS: dict[str, Callable[[argparse.ArgumentParser], None]] = {
     "pause": _simple("", "pause"),
     "unpause": _simple("", "unpause"),
     "update": _update,
+    "port": _net("add_port"),
     **COMMIT_CMDS,
 }
 def _build(p: argparse.ArgumentParser) -> None:
@@ -295,7 +303,12 @@ def _df(p: argparse.ArgumentParser) -> None:
 SYSTEM_CMDS: dict[str, Callable[[argparse.ArgumentParser], None]] = {
     "df": _df, "info": _fmt_only("cmd_info"), "events": _events,
 }
-GROUPS = ("container", "image", "builder", "system")
+NETWORK_CMDS: dict[str, Callable[[argparse.ArgumentParser], None]] = {
+    "create": _net("add_create"), "ls": _net("add_ls"), "list": _net("add_ls"), "inspect": _net("add_inspect"),
+    "rm": _net("add_rm"), "remove": _net("add_rm"), "connect": _net("add_connect"),
+    "disconnect": _net("add_disconnect"), "prune": _net("add_prune"),
+}
+GROUPS = ("container", "image", "builder", "system", "network")
 TOP_CMDS: dict[str, Callable[[argparse.ArgumentParser], None]] = {
     **CONTAINER_CMDS, "inspect": _inspect(None), "images": _images, "rmi": _rmi, "tag": _tag,
     "history": _history, "load": _load, "save": _save, "import": _import, "build": _build,
@@ -320,13 +333,13 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         sub.add_parser("registry", help="run an OCI registry: registry serve|gc (see docs/registry.md)")
     for group, cmds in (("container", {**CONTAINER_CMDS, "ls": _ps, "inspect": _inspect("container"),
                                        "prune": _cprune}), ("image", IMAGE_CMDS),
-                        ("builder", BUILDER_CMDS), ("system", SYSTEM_CMDS)):
+                        ("builder", BUILDER_CMDS), ("system", SYSTEM_CMDS), ("network", NETWORK_CMDS)):
         if only is not None and only != group:
             continue
         gp = sub.add_parser(group)
         gsub = gp.add_subparsers(dest="subcommand", metavar="COMMAND", required=True)
         for name, setup in cmds.items():
-            setup(gsub.add_parser(name, add_help=name not in ("run", "create")))
+            setup(gsub.add_parser(name, add_help=group != "container" or name not in ("run", "create")))
     return parser
 
 
@@ -380,8 +393,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 0 if a.verb is None else 1
     # docker exits 125 when run/create itself fails (as opposed to the container's own status)
-    failed = 125 if (a.verb if a.verb not in GROUPS else getattr(a, "subcommand", None)) \
-        in ("run", "create") else 1
+    verb = getattr(a, "subcommand", None) if a.verb == "container" else a.verb
+    failed = 125 if verb in ("run", "create") else 1
     try:
         from dockyard.client.api import Client
         from dockyard.client.transport import host_from_env
@@ -395,7 +408,7 @@ def main(argv: list[str] | None = None) -> int:
     except errors.InvalidArgument as exc:
         status = getattr(exc, "status", None)
         sys.stderr.write(f"Error response from daemon: {exc}\n" if status else f"Error: {exc}\n")
-        return failed
+        return int(getattr(exc, "exit_code", failed))
     except errors.DockyardError as exc:
         if getattr(exc, "status", None):
             sys.stderr.write(f"Error response from daemon: {exc}\n")

@@ -21,9 +21,14 @@ HOST_GATEWAY = "host-gateway"
 _HEX = set("0123456789abcdefABCDEF")
 
 
-def flag_error(value: str, flag: str, message: str) -> InvalidArgument:
+class FlagError(InvalidArgument):
+    """A flag value refused while parsing: docker exits 125 for these, whatever the command."""
+    exit_code = 125
+
+
+def flag_error(value: str, flag: str, message: str) -> FlagError:
     """pflag's wording for a value its validator refused."""
-    return InvalidArgument(f"invalid argument {go_quote(value)} for {go_quote(flag)} flag: {message}")
+    return FlagError(f"invalid argument {go_quote(value)} for {go_quote(flag)} flag: {message}")
 
 
 def parse_uint16(text: str) -> int:
@@ -215,6 +220,14 @@ def dns_search(value: str) -> str:
     return m.group(1)
 
 
+def localhost_dns_warning(servers: Iterable[str]) -> str:
+    """The warning docker's create adds for a loopback --dns (resolved in the container, not the host)."""
+    for server in servers:
+        if parse_ip(server) is not None and ipaddress.ip_address(server).is_loopback:
+            return f"Localhost DNS ({server}) may fail in containers."
+    return ""
+
+
 def check_link(value: str) -> str:
     if not value:
         raise flag_error(value, "--link", "empty string specified for links")
@@ -274,11 +287,9 @@ def parse_network(value: str) -> Attachment:
                 raise flag_error(value, "--network", "invalid key value pair format in driver options")
             att.driver_opts[k.strip()] = v.strip()
         elif key == "gw-priority":
-            try:
-                att.gw_priority = int(val)
-            except ValueError:
-                raise flag_error(value, "--network", f"invalid gw-priority: strconv.Atoi: parsing "
-                                 f"{go_quote(val)}: invalid syntax") from None
+            if not re.fullmatch(r"[+-]?[0-9]+", val):
+                raise flag_error(value, "--network", f"invalid gw-priority ({val}): invalid syntax")
+            att.gw_priority = int(val)
         else:
             raise flag_error(value, "--network", f"invalid field key {key}")
     if not att.target:

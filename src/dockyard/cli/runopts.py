@@ -8,6 +8,18 @@ import os
 import re
 from typing import Any
 
+from dockyard.cli.netopts import (
+    Attachment,
+    attachment_endpoint,
+    check_link,
+    dns_search,
+    dns_server,
+    endpoint_settings,
+    extra_host,
+    is_user_defined,
+    parse_network,
+    port_specs,
+)
 from dockyard.errors import InvalidArgument
 
 _UNITS = {"b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40, "p": 1 << 50}
@@ -67,7 +79,7 @@ def add_run_flags(p: argparse.ArgumentParser, *, create: bool = False) -> None:
     p.add_argument("-h", "--hostname", default="")
     add_resource_flags(p)
     p.add_argument("--init", action="store_true")
-    p.add_argument("--network", "--net", default="default")
+    add_network_flags(p)
     p.add_argument("--runtime", default="")
     p.add_argument("-l", "--label", action="append", default=[])
     p.add_argument("--restart", default="no")
@@ -76,6 +88,66 @@ def add_run_flags(p: argparse.ArgumentParser, *, create: bool = False) -> None:
     p.add_argument("--detach-keys")
     p.add_argument("-a", "--attach", action="append", default=[])
     p.add_argument("--help", action="help")
+
+
+def add_network_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--network", "--net", action="append", default=[])
+    p.add_argument("--network-alias", action="append", default=[])
+    p.add_argument("--ip", default="")
+    p.add_argument("--ip6", default="")
+    p.add_argument("--link-local-ip", action="append", default=[])
+    p.add_argument("--mac-address", default="")
+    p.add_argument("--link", action="append", default=[])
+    p.add_argument("-p", "--publish", action="append", default=[])
+    p.add_argument("-P", "--publish-all", action="store_true")
+    p.add_argument("--expose", action="append", default=[])
+    p.add_argument("--add-host", action="append", default=[])
+    p.add_argument("--dns", action="append", default=[])
+    p.add_argument("--dns-search", action="append", default=[])
+    p.add_argument("--dns-option", "--dns-opt", action="append", default=[])
+
+
+def _apply_endpoint_flags(att: Attachment, a: argparse.Namespace) -> None:
+    """The plain flags (--ip, --network-alias, ...) describe the first network's endpoint."""
+    for given, flag, what in ((att.aliases and a.network_alias, "--network-alias", "per-network alias"),
+                              (att.ipv4 and a.ip, "--ip", "per-network IPv4 address"),
+                              (att.ipv6 and a.ip6, "--ip6", "per-network IPv6 address"),
+                              (att.mac and a.mac_address, "--mac-address", "per-network MAC address"),
+                              (att.link_local and a.link_local_ip, "--link-local-ip",
+                               "per-network link-local IP addresses")):
+        if given:
+            raise InvalidArgument(f"conflicting options: cannot specify both {flag} and {what}")
+    att.aliases = list(a.network_alias) or att.aliases
+    if a.link and is_user_defined(att.target):  # on the default bridge a link is a legacy link only
+        att.links = list(a.link)
+    att.ipv4 = a.ip or att.ipv4
+    att.ipv6 = a.ip6 or att.ipv6
+    att.mac = a.mac_address or att.mac
+    att.link_local = list(a.link_local_ip) or att.link_local
+
+
+def networking(a: argparse.Namespace) -> tuple[str, dict[str, Any]]:
+    """(HostConfig.NetworkMode, NetworkingConfig.EndpointsConfig) as docker's CLI builds them for
+    API >= 1.44, where the MAC address and the endpoint flags live in the endpoint."""
+    nets = [parse_network(v) for v in a.network]
+    endpoints: dict[str, Any] = {}
+    if not nets:
+        att = Attachment("default")
+        _apply_endpoint_flags(att, a)
+        endpoints["default"] = attachment_endpoint(att) or endpoint_settings()  # sent even when empty
+    for i, att in enumerate(nets):
+        if i == 0:
+            _apply_endpoint_flags(att, a)
+        ep = attachment_endpoint(att)
+        if att.target in endpoints:
+            raise InvalidArgument(f'network "{att.target}" is specified multiple times')
+        if ep is None and len(nets) == 1:
+            continue
+        endpoints[att.target] = ep or endpoint_settings()
+    if len({is_user_defined(n.target) for n in nets}) > 1:
+        raise InvalidArgument("conflicting options: cannot attach both user-defined and non-user-defined "
+                              "network-modes")
+    return (nets[0].target if nets else "default"), dict(sorted(endpoints.items()))
 
 
 def parse_env_file(path: str) -> list[str]:
@@ -149,10 +221,21 @@ def create_body(a: argparse.Namespace, image: str, cmd: list[str],
     else:
         att_in, att_out, att_err = (a.interactive and not detach), not detach, not detach
     env = [e for f in a.env_file for e in parse_env_file(f)] + [_env(e) for e in a.env]
+    links = [check_link(v) for v in a.link]
+    extra_hosts = [extra_host(v) for v in a.add_host]
+    dns = [dns_server(v) for v in a.dns]
+    search = [dns_search(v) for v in a.dns_search]
+    exposed, bindings = port_specs(a.publish, a.expose)
+    network_mode, endpoints = networking(a)
     host_config: dict[str, Any] = {
-        "NetworkMode": a.network,
+        "NetworkMode": network_mode,
+        "PortBindings": bindings,
         "RestartPolicy": restart_policy(a.restart),
         "AutoRemove": a.rm,
+        "Dns": dns, "DnsOptions": list(a.dns_option), "DnsSearch": search,
+        "ExtraHosts": extra_hosts or None,
+        "Links": links or None,
+        "PublishAllPorts": a.publish_all,
         "Init": True if a.init else None,
         "Runtime": a.runtime or None,
         # create sends every resource field, zero when not given
@@ -167,6 +250,7 @@ def create_body(a: argparse.Namespace, image: str, cmd: list[str],
         "AttachStdin": att_in,
         "AttachStdout": att_out,
         "AttachStderr": att_err,
+        **({"ExposedPorts": exposed} if exposed else {}),
         "Tty": a.tty,
         "OpenStdin": a.interactive,
         "StdinOnce": a.interactive and not detach and att_in,
@@ -179,7 +263,7 @@ def create_body(a: argparse.Namespace, image: str, cmd: list[str],
         "OnBuild": None,
         "Labels": labels(a.label),
         "HostConfig": {k: v for k, v in host_config.items() if v is not None},
-        "NetworkingConfig": {"EndpointsConfig": {}},
+        "NetworkingConfig": {"EndpointsConfig": endpoints},
     }
     if a.stop_signal:
         body["StopSignal"] = a.stop_signal

@@ -192,6 +192,30 @@ class Client:
                   "message": message or None}
         return self.t.request("POST", "/images/create", params, body=src)
 
+    # ------------------------------------------------------------ networks
+    def create_network(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        return self.t.request("POST", "/networks/create", body=body).json() or {}
+
+    def list_networks(self, filters: Mapping[str, list[str]] | None = None) -> list[dict[str, Any]]:
+        return self.t.request("GET", "/networks", {"filters": _filters(filters)}).json() or []
+
+    def inspect_network(self, ref: str, verbose: bool = False, scope: str | None = None) -> dict[str, Any]:
+        return self.t.request("GET", f"/networks/{_q(ref)}",
+                              {"verbose": verbose or None, "scope": scope or None}).json()
+
+    def remove_network(self, ref: str) -> None:
+        self.t.request("DELETE", f"/networks/{_q(ref)}").read()
+
+    def connect_network(self, ref: str, body: Mapping[str, Any]) -> None:
+        self.t.request("POST", f"/networks/{_q(ref)}/connect", body=body).read()
+
+    def disconnect_network(self, ref: str, container: str, force: bool = False) -> None:
+        self.t.request("POST", f"/networks/{_q(ref)}/disconnect",
+                       body={"Container": container, "Force": force}).read()
+
+    def prune_networks(self, filters: Mapping[str, list[str]] | None = None) -> dict[str, Any]:
+        return self.t.request("POST", "/networks/prune", {"filters": _filters(filters)}).json() or {}
+
     # ------------------------------------------------------------ commit / diff / export
     def commit(self, container: str, repo: str | None = None, tag: str | None = None,
                comment: str | None = None, author: str | None = None, pause: bool = True,

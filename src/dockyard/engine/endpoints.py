@@ -369,6 +369,11 @@ class Endpoints:
         return list(self._index.get(network_id, {}))
 
     # -- the DNS index ----------------------------------------------------------------------
+    def refresh(self, rec: ContainerRecord) -> None:
+        """Re-register a running container's names (after a rename)."""
+        self._index_remove(rec.id)
+        self._index_add(rec)
+
     def _index_add(self, rec: ContainerRecord) -> None:
         for name, ep in rec.networks.items():
             addrs = [a for a in (ep.ip_address, ep.ipv6_address) if a]

@@ -300,6 +300,8 @@ class Engine:
         old = rec.name
         rec.name = name
         self.store.save(rec)
+        if rec.state.running:
+            self.endpoints.refresh(rec)  # the new name resolves, the old one no longer
         self.containers.emit(rec, "rename", {"oldName": "/" + old})
 
     async def pause(self, ref: str) -> None:

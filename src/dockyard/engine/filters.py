@@ -80,13 +80,37 @@ def filter_containers(recs: list[ContainerRecord], filters: dict[str, list[str]]
             continue
         if any(rec.created <= s.created for s in since):
             continue
-        if filters.get("expose") and not any(p in rec.config.exposed_ports for p in filters["expose"]):
+        if filters.get("expose") and not _ports_match(rec.config.exposed_ports, filters["expose"]):
+            continue
+        if filters.get("publish") and not _ports_match(rec.host_config.port_bindings, filters["publish"]):
+            continue
+        if filters.get("network") and not any(
+                name in filters["network"] or any(ep.network_id.startswith(v) for v in filters["network"])
+                for name, ep in rec.networks.items()):
             continue
         if filters.get("until") and not until_match(parse_rfc3339(rec.created), filters["until"]):
             continue
         out.append(rec)
     del by_ref
     return out
+
+
+def _ports_match(ports: Any, wanted: list[str]) -> bool:
+    """``80``, ``80/udp`` or ``8000-8100[/tcp]`` against ``{"80/tcp": ...}`` keys (tcp by default)."""
+    have = set()
+    for key in ports:
+        number, _, proto = key.partition("/")
+        have.add((int(number), proto or "tcp"))
+    for spec in wanted:
+        rng, _, proto = spec.partition("/")
+        lo, _, hi = rng.partition("-")
+        try:
+            a, b = int(lo), int(hi or lo)
+        except ValueError:
+            raise InvalidArgument(f"invalid filter value '{spec}'") from None
+        if any(a <= n <= b and p == (proto or "tcp") for n, p in have):
+            return True
+    return False
 
 
 def _lookup(recs: list[ContainerRecord], ref: str) -> ContainerRecord:

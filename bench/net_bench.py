@@ -169,7 +169,7 @@ def main() -> int:
         if shutil.which("dockerd"):
             dockerd = PrivateDockerd(base / "dockerd")
             dockerd.base.mkdir()
-            if _start_networked(dockerd):
+            if dockerd.start(networked=True):
                 subprocess.run(["docker", "load", "-i", str(archive)], env=dockerd.env, check=True,
                                capture_output=True)
                 engines.append((Engine("docker", dockerd.env), _free_port()))
@@ -215,23 +215,6 @@ def main() -> int:
         shutil.rmtree(base, ignore_errors=True)
     write_report(samples, args)
     return 0
-
-
-def _start_networked(d: PrivateDockerd) -> bool:
-    """dockerd with its default bridge networking and userland proxy (its out-of-the-box setup)."""
-    log = open(d.base / "dockerd.log", "wb")  # noqa: SIM115 - lives as long as dockerd
-    d.proc = subprocess.Popen(
-        ["dockerd", "-H", f"unix://{d.sock}", "--data-root", str(d.base / "data"), "--exec-root",
-         str(d.exec_root), "--pidfile", str(d.base / "dockerd.pid")],
-        stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if subprocess.run(["docker", "info"], capture_output=True, env=d.env).returncode == 0:
-            return True
-        if d.proc.poll() is not None:
-            return False
-        time.sleep(0.25)
-    return False
 
 
 def _nft_tables() -> set[str]:

@@ -77,12 +77,14 @@ class PrivateDockerd:
         self.exec_root = Path(f"/run/dybench-dockerd-exec-{uuid.uuid4().hex[:6]}")
         self.proc: subprocess.Popen[bytes] | None = None
 
-    def start(self) -> bool:
+    def start(self, networked: bool = False) -> bool:
+        """``networked``: Docker's default bridge, iptables rules and userland proxy (the network
+        benchmark); otherwise no networking at all, so nothing is written to the host's firewall."""
         log = open(self.base / "dockerd.log", "wb")  # noqa: SIM115 - lives as long as dockerd
+        net_flags = [] if networked else ["--bridge=none", "--iptables=false", "--ip-masq=false"]
         self.proc = subprocess.Popen(
             ["dockerd", "-H", f"unix://{self.sock}", "--data-root", str(self.base / "data"),
-             "--exec-root", str(self.exec_root), "--pidfile", str(self.base / "dockerd.pid"),
-             "--bridge=none", "--iptables=false", "--ip-masq=false"],
+             "--exec-root", str(self.exec_root), "--pidfile", str(self.base / "dockerd.pid"), *net_flags],
             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:

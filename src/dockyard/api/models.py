@@ -156,6 +156,9 @@ def parse_host_config(f: Fields) -> HostConfig:
         dns_options=f.str_list("DnsOptions"),
         extra_hosts=f.str_list("ExtraHosts"),
         links=f.str_list("Links"),
+        mounts=f.dict_list("Mounts"),
+        volumes_from=f.str_list("VolumesFrom"),
+        volume_driver=f.text("VolumeDriver"),
         publish_all_ports=f.boolean("PublishAllPorts"),
         tmpfs=f.str_map("Tmpfs"),
         shm_size=f.integer("ShmSize"),
@@ -284,7 +287,7 @@ def render_host_config(h: HostConfig) -> dict[str, Any]:
         "NetworkMode": h.network_mode, "PortBindings": h.port_bindings,
         "RestartPolicy": {"Name": h.restart_policy.name,
                           "MaximumRetryCount": h.restart_policy.maximum_retry_count},
-        "AutoRemove": h.auto_remove, "VolumeDriver": "", "VolumesFrom": None,
+        "AutoRemove": h.auto_remove, "VolumeDriver": h.volume_driver, "VolumesFrom": h.volumes_from or None,
         "ConsoleSize": list(h.console_size or (0, 0)),
         "CapAdd": h.cap_add or None, "CapDrop": h.cap_drop or None, "CgroupnsMode": "host",
         "Dns": h.dns, "DnsOptions": h.dns_options, "DnsSearch": h.dns_search,
@@ -296,6 +299,8 @@ def render_host_config(h: HostConfig) -> dict[str, Any]:
     }
     out.update(render_resources(h.resources))
     out["Ulimits"] = h.ulimits or None
+    if h.mounts:
+        out["Mounts"] = h.mounts
     out["MaskedPaths"] = [] if h.privileged else list(MASKED_PATHS)
     out["ReadonlyPaths"] = [] if h.privileged else list(READONLY_PATHS)
     if h.init is not None:

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dockyard.build.cache import BuildCache
-from dockyard.engine.types import ContainerRecord, ImageSummary
+from dockyard.engine.types import ContainerRecord, ImageSummary, VolumeRecord
 from dockyard.errors import DockyardError
 from dockyard.images.util import chain_ids
 
@@ -33,6 +33,7 @@ class DiskUsage:
     images: list[ImageSummary] = field(default_factory=list)
     containers: list[tuple[ContainerRecord, int]] = field(default_factory=list)  # record, size rw
     build_cache: list[CacheUsage] = field(default_factory=list)
+    volumes: list[tuple[VolumeRecord, tuple[int, int]]] = field(default_factory=list)  # (size, refs)
 
 
 def _usage(snapshots: Any, key: str, memo: dict[str, int]) -> int:
@@ -61,6 +62,8 @@ def disk_usage(engine: Any, types: set[str]) -> DiskUsage:
         for c in engine.store.all():
             size = _usage(engine.snapshots, c.snapshot_key, memo) if c.snapshot_key else 0
             out.containers.append((c, size))
+    if not types or "volume" in types:
+        out.volumes = [(v, engine.volumes.usage(v.name)) for v in engine.volumes.all()]
     if not types or "build-cache" in types:
         cache = BuildCache(engine.db, engine.content, engine.snapshots)
         for r in cache.records():

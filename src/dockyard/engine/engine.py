@@ -96,6 +96,12 @@ class Engine:
         self.endpoints = Endpoints(self.network_service, self.store)
         self.containers.endpoints = self.endpoints
         self.networks = NetworkEngine(self.network_service, self.endpoints, self.containers)
+        from dockyard.engine.volumes import VolumeService
+        self.volumes = VolumeService(db, Path(config.data_root) / "volumes", self.store, self._volume_event)
+        self.containers.volumes = self.volumes
+
+    def _volume_event(self, vol: Any, action: str, extra: dict[str, str]) -> None:
+        self.bus.publish("volume", action, vol.name, extra)
 
     def _network_event(self, rec: Any, action: str, extra: dict[str, str]) -> None:
         self.bus.publish("network", action, rec.id, {"name": rec.name, "type": rec.driver, **extra})
@@ -212,7 +218,7 @@ class Engine:
 
     async def remove_container(self, ref: str, force: bool = False, volumes: bool = False) -> None:
         rec = self.store.get(ref)
-        await self.containers.remove(rec.id, force)
+        await self.containers.remove(rec.id, force, volumes)
         self.execs.forget_container(rec.id)
 
     async def logs(self, ref: str, opts: LogsOptions) -> AsyncIterator[LogEntry]:

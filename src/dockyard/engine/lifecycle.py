@@ -51,6 +51,7 @@ from dockyard.mount import mount_all, unmount_all
 if TYPE_CHECKING:
     from dockyard.engine.endpoints import Endpoints
     from dockyard.engine.engine import EngineConfig
+    from dockyard.engine.volumes import VolumeService
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +81,7 @@ class ContainerService(RestartPolicies):
         self._restarts: dict[str, asyncio.Task[None]] = {}
         self._closing = False
         self.endpoints: Endpoints | None = None            # networking, wired by the Engine
+        self.volumes: VolumeService | None = None          # volumes, wired by the Engine
         self.on_start: list[Callable[[str], None]] = []   # hooks (healthchecks) per container id
         self.on_exit: list[Callable[[str], None]] = []
 
@@ -133,8 +135,12 @@ class ContainerService(RestartPolicies):
         cfg = merge_image_config(opts.config, image_config)
         warnings = validate_host_config(host, cfg, ncpu())
         path, args = command_line(cfg)
-        mounts = parse_binds(host.binds)
         networks = self.endpoints.initial(host, opts.networking) if self.endpoints else {}
+        if self.volumes is not None:
+            from dockyard.engine.mounts import container_mounts
+            mounts = container_mounts(host, cfg, self.volumes, self.store.get)
+        else:
+            mounts = parse_binds(host.binds)
         cid = secrets.token_hex(32)
         if not cfg.hostname:
             # host networking shows the host's name (Docker); a joined netns shares its owner's
@@ -163,6 +169,10 @@ class ContainerService(RestartPolicies):
             shutil.rmtree(cdir, ignore_errors=True)
             with contextlib.suppress(DockyardError, OSError):
                 initlayer.remove(self.snapshots, key)
+            if self.volumes is not None:  # anonymous volumes made for this container go too
+                self.volumes.remove_anonymous(ContainerRecord(
+                    id=cid, name=name, created="", image_id="", image_ref="", config=cfg, host_config=host,
+                    mounts=mounts))
             raise
         self.emit(rec, "create")
         return cid, warnings
@@ -198,6 +208,8 @@ class ContainerService(RestartPolicies):
                                               f"'{mp.source}': {exc.strerror}") from exc
             if rec.config.working_dir:
                 make_dirs(rootfs, rec.config.working_dir, user.uid, user.gid)
+            if self.volumes is not None:
+                await asyncio.get_running_loop().run_in_executor(None, self.volumes.before_start, rec, rootfs)
             if self.endpoints is not None:
                 self.endpoints.prepare(rec)
             spec = build_spec(rec, rootfs=rootfs, user=user, cgroup_parent=self.config.cgroup_parent,
@@ -315,6 +327,8 @@ class ContainerService(RestartPolicies):
         rec.rootfs = ""
         if self.endpoints is not None:
             await self.endpoints.teardown(rec)
+        if self.volumes is not None:
+            self.volumes.after_stop(rec, [r for r in self.store.all() if r.state.running])
         self.store.save(rec)
         if rec.state.oom_killed:
             self.emit(rec, "oom")
@@ -333,13 +347,13 @@ class ContainerService(RestartPolicies):
                 fut.set_result((code, ""))
         if rec.host_config.auto_remove:
             with contextlib.suppress(DockyardError):
-                await self.remove(cid, force=True)
+                await self.remove(cid, force=True, volumes=True)
         elif self._should_restart(rec):
             self._schedule_restart(rec)
 
     async def _auto_remove(self, cid: str) -> None:
         with contextlib.suppress(DockyardError):
-            await self.remove(cid, force=True)
+            await self.remove(cid, force=True, volumes=True)
 
     # -- stop / kill ------------------------------------------------------------------------
     async def kill(self, ref: str, signal: str = "KILL") -> None:
@@ -411,7 +425,8 @@ class ContainerService(RestartPolicies):
         return await fut
 
     # -- remove -----------------------------------------------------------------------------
-    async def remove(self, ref: str, force: bool = False) -> None:
+    async def remove(self, ref: str, force: bool = False, volumes: bool = False) -> None:
+        """``volumes`` (``rm -v``, and ``--rm`` containers): its anonymous volumes go too."""
         rec = self.store.get(ref)
         if rec.state.status == "paused" and not force:
             raise Conflict(f"You cannot remove a paused container {rec.id}. Unpause and then stop the "
@@ -447,6 +462,8 @@ class ContainerService(RestartPolicies):
             remove_cgroups(self.config.cgroup_parent, rec.id)
             shutil.rmtree(cdir, ignore_errors=True)
             self.store.delete(rec.id)
+            if volumes and self.volumes is not None:
+                self.volumes.remove_anonymous(rec)
             for session in self.pending_attach.pop(rec.id, []):
                 session.end()
         self._locks.pop(rec.id, None)

@@ -235,6 +235,11 @@ def build_spec(record: ContainerRecord, *, rootfs: Path, user: ExecUser, cgroup_
             mounts.append({"destination": dest, "type": "bind", "source": path,
                            "options": ["rbind", "rprivate", "rw" if not host.readonly_rootfs else "ro"]})
     for mp in record.mounts:
+        if mp.type == "tmpfs":   # --mount type=tmpfs (mode holds its size=/mode= options)
+            extra = [o for o in mp.mode.split(",") if o] + ([] if mp.rw else ["ro"])
+            mounts.append({"destination": mp.destination, "type": "tmpfs", "source": "tmpfs",
+                           "options": ["nosuid", "nodev", "noexec", *extra]})
+            continue
         bind_opts = ["rbind", mp.propagation or "rprivate", "rw" if mp.rw else "ro"]
         mounts.append({"destination": mp.destination, "type": "bind", "source": mp.source,
                        "options": bind_opts})

@@ -99,6 +99,9 @@ class HostConfig:
     dns_options: list[str] = field(default_factory=list)
     extra_hosts: list[str] = field(default_factory=list)
     links: list[str] = field(default_factory=list)      # "name:alias" (default bridge only)
+    mounts: list[dict[str, Any]] = field(default_factory=list)  # Docker's HostConfig.Mounts, as sent
+    volumes_from: list[str] = field(default_factory=list)
+    volume_driver: str = ""
     publish_all_ports: bool = False
     tmpfs: dict[str, str] = field(default_factory=dict)
     shm_size: int = 0
@@ -157,6 +160,18 @@ class MountPoint:
     propagation: str = ""
     name: str = ""
     driver: str = ""
+    nocopy: bool = False            # volume: no copy-up of the image's content
+    subpath: str = ""               # volume: mount this directory of the volume
+
+
+@dataclass
+class VolumeRecord:
+    name: str
+    driver: str = "local"
+    created: str = ""
+    labels: dict[str, str] = field(default_factory=dict)
+    options: dict[str, str] = field(default_factory=dict)
+    anonymous: bool = False         # made for a container (-v /path, image VOLUME): rm -v removes it
 
 
 @dataclass

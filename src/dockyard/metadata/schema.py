@@ -82,4 +82,12 @@ MIGRATIONS: list[str] = [
         record BLOB NOT NULL            -- JSON of engine.types.NetworkRecord
     );
     """,
+    # 5: volumes (engine/volumes.py); which containers use one lives in the container records
+    """
+    CREATE TABLE volumes (
+        name TEXT PRIMARY KEY,
+        created REAL NOT NULL,
+        record BLOB NOT NULL            -- JSON of engine.types.VolumeRecord
+    );
+    """,
 ]

@@ -70,7 +70,9 @@ async def disk_usage(request: web.Request) -> web.Response:
         body["Containers"] = [{**render_summary(rec), "SizeRw": size, "SizeRootFs": size}
                               for rec, size in du.containers]
     if not types or "volume" in types:
-        body["Volumes"] = []
+        from dockyard.api.routes.volumes import render_volume
+        eng = engine(request)
+        body["Volumes"] = [render_volume(eng, v, u) for v, u in du.volumes]
     if not types or "build-cache" in types:
         body["BuildCache"] = [{
             "ID": b.id, "Parent": b.parent, "Parents": [b.parent], "Type": "regular",

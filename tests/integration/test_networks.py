@@ -353,3 +353,11 @@ def _get_retry(url: str) -> str:
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.1)
+
+
+def test_bridge_option_refuses_a_device_that_is_not_a_bridge(daemon: LiveDaemon) -> None:
+    name = unique("lo")
+    res = daemon.docker("network", "create", "-o", "com.docker.network.bridge.name=lo", name, check=False)
+    assert res.returncode != 0 and b"device lo exists and is not a bridge" in res.stderr
+    assert name not in daemon.docker("network", "ls", "--format", "{{.Name}}").stdout.decode().split()
+    assert "lo" in host_links()

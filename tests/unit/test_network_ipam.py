@@ -54,11 +54,15 @@ def test_addresses(tmp_path: Path) -> None:
         ipam.allocate_address("net", "c5", "10.7.0.2")
     with pytest.raises(AlreadyExists):
         ipam.allocate_address("net", "c5", "10.7.0.1")  # the gateway
-    ipam.release_address("net", "10.7.0.5")
+    ipam.release_address("net", "10.7.0.5", "someone-else")  # not the owner: nothing happens
+    assert ipam.addresses("net")["10.7.0.5"] == "c1"
+    ipam.release_address("net", "10.7.0.5", "c1")
     db.close()
     again = IPAM(_db(tmp_path), routes=[])  # the state survives a restart
     assert again.addresses("net") == {"10.7.0.6": "c2", "10.7.0.2": "c4"}
-    assert again.allocate_address("net", "c6") == "10.7.0.5"
+    with pytest.raises(FailedPrecondition):  # the one free address is an auxiliary one
+        again.allocate_address("net", "c6", reserved={"10.7.0.5"})
+    assert again.allocate_address("net", "c7") == "10.7.0.5"
     again.release_network("net")
     assert again.addresses("net") == {}
 

@@ -86,11 +86,13 @@ def render_endpoint(ep: EndpointSettings, running: bool) -> dict[str, Any]:
 
 
 def _ports(rec: ContainerRecord) -> dict[str, Any]:
+    """Exposed ports (null when not published) and published ones, while running; {} otherwise."""
+    if not rec.state.running:
+        return {}
     ports: dict[str, Any] = {p: None for p in rec.config.exposed_ports}
-    if rec.state.running:
-        for port in rec.host_config.port_bindings:
-            ports.setdefault(port, None)
-        ports.update(rec.ports)
+    for port in rec.host_config.port_bindings:
+        ports.setdefault(port, None)
+    ports.update(rec.ports)
     return ports
 
 

@@ -15,6 +15,7 @@ import ipaddress
 import logging
 import secrets
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,7 +24,7 @@ from dockyard.engine.create import atomic_write, hosts_file, resolv_conf
 from dockyard.engine.networks import NetworkService
 from dockyard.engine.ports import Reservation, mappings, parse_bindings, reserve, shown_ports
 from dockyard.engine.types import ContainerRecord, EndpointSettings, HostConfig, NetworkRecord
-from dockyard.errors import DockyardError, InvalidArgument, NotFound, PermissionDenied
+from dockyard.errors import DockyardError, Internal, InvalidArgument, NotFound, PermissionDenied
 from dockyard.network import links
 from dockyard.network.dns import EmbeddedDNS
 
@@ -54,6 +55,7 @@ class Endpoints:
         self.dns = EmbeddedDNS(self._lookup, self._reverse, self._upstreams)
         self._ports: dict[str, Reservation] = {}
         self._dns_keys: set[str] = set()
+        self._starting: dict[str, set[str]] = {}          # network id → containers between prepare and stop
         self._index: dict[str, dict[str, _Live]] = {}     # network id → container id → names
 
     # -- create -----------------------------------------------------------------------------
@@ -111,9 +113,11 @@ class Endpoints:
                 net = self._network(name, ep)
                 if net.driver == "bridge":
                     self._allocate(rec.id, net, ep)
+                    self._starting.setdefault(net.id, set()).add(rec.id)
             self._write_files(rec)
         except BaseException:
-            self._release(rec.networks)
+            self._release(rec.id, rec.networks)
+            self._unmark(rec.id)
             raise
 
     def _network(self, name: str, ep: EndpointSettings) -> NetworkRecord:
@@ -124,13 +128,14 @@ class Endpoints:
 
     def _allocate(self, cid: str, net: NetworkRecord, ep: EndpointSettings) -> None:
         ipam, key = self.networks.ipam, self.networks.pool_key
+        aux = {a for p in net.ipam_config for a in p.aux_addresses.values()}
         for pool in net.ipam_config:
             subnet = ipaddress.ip_network(pool.subnet)
             if subnet.version == 4:
-                ep.ip_address = ipam.allocate_address(key(net.id, 4), cid, ep.ipv4_requested or None)
+                ep.ip_address = ipam.allocate_address(key(net.id, 4), cid, ep.ipv4_requested or None, aux)
                 ep.prefix_len, ep.gateway = subnet.prefixlen, pool.gateway
             else:
-                ep.ipv6_address = ipam.allocate_address(key(net.id, 6), cid, ep.ipv6_requested or None)
+                ep.ipv6_address = ipam.allocate_address(key(net.id, 6), cid, ep.ipv6_requested or None, aux)
                 ep.ipv6_prefix_len, ep.ipv6_gateway = subnet.prefixlen, pool.gateway
         ep.mac_address = ep.mac_requested or (links.mac_for(ep.ip_address) if ep.ip_address
                                               else "02:42:" + ":".join(secrets.token_hex(4)[i:i + 2]
@@ -199,6 +204,12 @@ class Endpoints:
 
     async def plumb(self, rec: ContainerRecord, pid: int) -> None:
         """Interfaces, published ports and DNS in the namespace of the created init ``pid``."""
+        try:
+            await self._plumb(rec, pid)
+        except OSError as exc:   # a dead init, a port 53 the image already uses, …
+            raise Internal(f"failed to set up the network of container {rec.id[:12]}: {exc}") from exc
+
+    async def _plumb(self, rec: ContainerRecord, pid: int) -> None:
         ns = f"/proc/{pid}/ns/net"
         bridged = [(n, ep, self._network(n, ep)) for n, ep in rec.networks.items()]
         bridged = [(n, ep, net) for n, ep, net in bridged if net.driver == "bridge"]
@@ -233,10 +244,9 @@ class Endpoints:
         if not bindings or not ep.ip_address:
             return
         res, chosen = reserve(bindings, f"{rec.name} ({ep.endpoint_id[:12]})")
-        try:
-            if not restore:
-                await asyncio.to_thread(self.networks.firewall.add_ports, rec.id,
-                                        mappings(chosen, ep.ip_address, net.bridge))
+        try:   # also on restore: rules flushed while the daemon was away come back
+            await asyncio.to_thread(self.networks.firewall.add_ports, rec.id,
+                                    mappings(chosen, ep.ip_address, net.bridge))
         except BaseException:
             res.close()
             raise
@@ -270,50 +280,57 @@ class Endpoints:
             res.close()
         with contextlib.suppress(DockyardError):
             await asyncio.to_thread(self.networks.firewall.remove_ports, rec.id)
+        self._index_remove(rec.id)
+        self._unmark(rec.id)
         for ep in rec.networks.values():
             if ep.host_ifname:  # gone with the namespace anyway; do not wait for that
-                await links.delete_link(ep.host_ifname)
-        self._index_remove(rec.id)
-        self._release(rec.networks)
+                with contextlib.suppress(Exception):
+                    await links.delete_link(ep.host_ifname)
+        self._release(rec.id, rec.networks)
         rec.ports = {}
 
-    def _release(self, endpoints: dict[str, EndpointSettings]) -> None:
+    def _release(self, cid: str, endpoints: dict[str, EndpointSettings]) -> None:
         for name, ep in endpoints.items():
             net = self._maybe(name, ep)
             if net is not None:
                 for addr, version in ((ep.ip_address, 4), (ep.ipv6_address, 6)):
                     if addr:
-                        self.networks.ipam.release_address(self.networks.pool_key(net.id, version), addr)
+                        self.networks.ipam.release_address(self.networks.pool_key(net.id, version), addr, cid)
             _clear(ep)
 
     # -- connect / disconnect ---------------------------------------------------------------
     async def connect(self, rec: ContainerRecord, net: NetworkRecord, ep: EndpointSettings) -> None:
+        """Attach ``rec`` (running: at once; stopped: from its next start) and record it."""
         mode = primary_network(rec.host_config)
         if mode in ("host", "none") or mode.startswith("container:") or net.driver in ("host", "null"):
             raise InvalidArgument(SHARED)
         if net.name in rec.networks:
             raise PermissionDenied(f"endpoint with name {rec.name} already exists in network {net.name}")
         new = self._endpoint(net, ep, rec.host_config)
-        if rec.state.running and rec.state.pid:
-            ns = f"/proc/{rec.state.pid}/ns/net"
-            self._allocate(rec.id, net, new)
-            try:
-                spec = links.Endpoint(bridge=net.bridge, ifname=await links.next_ifname(ns),
-                                      mac=new.mac_address, mtu=net.mtu,
-                                      addresses=[f"{new.ip_address}/{new.prefix_len}"] +
-                                      ([f"{new.ipv6_address}/{new.ipv6_prefix_len}"] if new.ipv6_address else []))
-                new.host_ifname = await links.attach(ns, spec)
-                new.ifname = spec.ifname
-            except BaseException:
-                self._release({net.name: new})
-                raise
-            had_dns = rec.id in self._dns_keys
+        if not (rec.state.running and rec.state.pid):
             rec.networks[net.name] = new
-            if not had_dns and self._embedded_dns(rec):
+            return
+        ns = f"/proc/{rec.state.pid}/ns/net"
+        self._allocate(rec.id, net, new)
+        self._starting.setdefault(net.id, set()).add(rec.id)
+        try:
+            spec = links.Endpoint(bridge=net.bridge, ifname=await links.next_ifname(ns), mac=new.mac_address,
+                                  mtu=net.mtu, addresses=[f"{new.ip_address}/{new.prefix_len}"] +
+                                  ([f"{new.ipv6_address}/{new.ipv6_prefix_len}"] if new.ipv6_address else []))
+            new.host_ifname = await links.attach(ns, spec)
+            new.ifname = spec.ifname
+            rec.networks[net.name] = new
+            if rec.id not in self._dns_keys and self._embedded_dns(rec):
                 await self._serve_dns(rec.id, ns)
-            self._index_add(rec)
-        else:
-            rec.networks[net.name] = new
+        except BaseException:
+            rec.networks.pop(net.name, None)
+            if new.host_ifname:
+                with contextlib.suppress(Exception):
+                    await links.delete_link(new.host_ifname)
+            self._release(rec.id, {net.name: new})
+            self._starting.get(net.id, set()).discard(rec.id)
+            raise
+        self._index_add(rec)
 
     async def disconnect(self, rec: ContainerRecord, net: NetworkRecord) -> None:
         ep = rec.networks.get(net.name)
@@ -322,31 +339,57 @@ class Endpoints:
         if rec.state.running and rec.state.pid and ep.ifname:
             with contextlib.suppress(Exception):
                 await links.detach(f"/proc/{rec.state.pid}/ns/net", ep.ifname)
-        self._release({net.name: ep})
+        if rec.ports and ep.ip_address and self._published_via(rec) is ep:
+            # the published ports point at the address going away: they go with it
+            res = self._ports.pop(rec.id, None)
+            if res is not None:
+                res.close()
+            with contextlib.suppress(DockyardError):
+                await asyncio.to_thread(self.networks.firewall.remove_ports, rec.id)
+            rec.ports = {}
+        self._release(rec.id, {net.name: ep})
         del rec.networks[net.name]
+        self._starting.get(net.id, set()).discard(rec.id)
         self._index_remove(rec.id)
         if rec.state.running:
             self._index_add(rec)
 
+    def _published_via(self, rec: ContainerRecord) -> EndpointSettings | None:
+        """The endpoint published ports lead to: the first one on a bridge network."""
+        for name, ep in rec.networks.items():
+            net = self._maybe(name, ep)
+            if net is not None and net.driver == "bridge":
+                return ep
+        return None
+
     # -- daemon restart ---------------------------------------------------------------------
-    async def restore(self, running: list[ContainerRecord]) -> None:
-        """Back in charge of running containers (ports held, DNS served); anything owned by a
-        container that is not running any more is released."""
-        live = {r.id for r in running}
-        for rec in running:
-            eps = [(n, ep) for n, ep in rec.networks.items() if ep.ip_address or ep.ipv6_address]
-            if not eps:
-                continue
+    async def restore_one(self, rec: ContainerRecord) -> None:
+        """A container found running after a restart: its ports held (and their rules back), its
+        DNS served, its names indexed. Called before its exit can be handled."""
+        if not any(ep.ip_address or ep.ipv6_address for ep in rec.networks.values()):
+            return
+        first = self._published_via(rec)
+        if first is not None and rec.ports:
             with contextlib.suppress(DockyardError, OSError):
-                name, ep = eps[0]
-                await self._publish(rec, ep, self._network(name, ep), restore=True)
-            if self._embedded_dns(rec) and rec.state.pid:
-                with contextlib.suppress(DockyardError, OSError):
-                    await self._serve_dns(rec.id, f"/proc/{rec.state.pid}/ns/net")
-            self._index_add(rec)
+                name = next(n for n, e in rec.networks.items() if e is first)
+                await self._publish(rec, first, self._network(name, first), restore=True)
+        if self._embedded_dns(rec) and rec.state.pid:
+            with contextlib.suppress(DockyardError, OSError):
+                await self._serve_dns(rec.id, f"/proc/{rec.state.pid}/ns/net")
+        self._index_add(rec)
+
+    async def collect(self, busy: Callable[[str], bool]) -> None:
+        """After a restart: port rules and addresses whose container is not running (and is not
+        being started right now, ``busy``) are released; rule chains of deleted networks go."""
+        def idle(cid: str) -> bool:
+            try:
+                rec = self.store.get(cid)
+            except NotFound:
+                return True
+            return not rec.state.running and rec.state.status != "restarting" and not busy(rec.id)
         fw = self.networks.firewall
         for owner in await asyncio.to_thread(fw.owners):
-            if not any(cid.startswith(owner) for cid in live):
+            if idle(owner):
                 with contextlib.suppress(DockyardError):
                     await asyncio.to_thread(fw.remove_ports, owner)
         ipam = self.networks.ipam
@@ -354,8 +397,8 @@ class Endpoints:
             for version in (4, 6):
                 key = self.networks.pool_key(net.id, version)
                 for addr, owner in ipam.addresses(key).items():
-                    if owner not in live:
-                        ipam.release_address(key, addr)
+                    if idle(owner):
+                        ipam.release_address(key, addr, owner)
 
     async def close(self) -> None:
         await self.dns.close()
@@ -365,8 +408,12 @@ class Endpoints:
         self._ports.clear()
 
     def users(self, network_id: str) -> list[str]:
-        """Containers with a live endpoint on the network."""
-        return list(self._index.get(network_id, {}))
+        """Containers with a live endpoint on the network, or being wired to it."""
+        return list(dict.fromkeys([*self._index.get(network_id, {}), *self._starting.get(network_id, ())]))
+
+    def _unmark(self, cid: str) -> None:
+        for members in self._starting.values():
+            members.discard(cid)
 
     # -- the DNS index ----------------------------------------------------------------------
     def refresh(self, rec: ContainerRecord) -> None:

@@ -123,8 +123,7 @@ class Engine:
         engine = cls(config, db, content, snapshots, images)
         await engine.network_service.open()
         await engine.containers.restore()
-        await engine.endpoints.restore([r for r in engine.store.all()
-                                        if r.state.running and r.id in engine.containers.running])
+        await engine.endpoints.collect(busy=lambda cid: engine.containers.lock(cid).locked())
         for rec in engine.store.all():
             if rec.state.status == "running" and rec.id in engine.containers.running:
                 engine.health.start(rec.id)

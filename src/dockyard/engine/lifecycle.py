@@ -492,6 +492,8 @@ class ContainerService(RestartPolicies):
                 if exit_info is not None:  # exited while we were away; the shim kept the status
                     await self._handle_exit(rec.id, run, exit_info)
                 else:
+                    if self.endpoints is not None:  # before its monitor: an exit cannot interleave
+                        await self.endpoints.restore_one(rec)
                     run.monitor = asyncio.create_task(self._monitor(rec.id, run))
                 continue
             if rec.state.status == "restarting" and not state_dir.exists():

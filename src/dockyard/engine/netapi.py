@@ -62,7 +62,7 @@ class NetworkEngine:
         async with self.containers.lock(rec.id):
             rec = self.containers.store.get(rec.id)
             await self.endpoints.connect(rec, net, ep)
-            self.containers.store.save(rec)
+            await self._save_networks(rec)
         self.networks.emit(net, "connect", {"container": rec.id})
 
     async def disconnect(self, ref: str, container: str, force: bool) -> None:
@@ -81,5 +81,16 @@ class NetworkEngine:
                 if not force:
                     raise
                 return
-            self.containers.store.save(rec)
+            await self._save_networks(rec)
         self.networks.emit(net, "disconnect", {"container": rec.id})
+
+    async def _save_networks(self, rec: ContainerRecord) -> None:
+        """Store ``rec``'s endpoints into the current record: an exit handled while we awaited
+        netlink saved a newer state, which must not be overwritten; and what it tore down did not
+        include an endpoint attached meanwhile, which is released here."""
+        current = self.containers.store.get(rec.id)
+        if rec.state.running and (not current.state.running or current.state.pid != rec.state.pid):
+            await self.endpoints.teardown(rec)
+        current.networks = rec.networks
+        current.ports = rec.ports if current.state.running else {}
+        self.containers.store.save(current)

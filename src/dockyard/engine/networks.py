@@ -9,6 +9,7 @@ Which containers are attached lives in the container records (``EndpointSettings
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import secrets
 import time
@@ -138,6 +139,19 @@ class NetworkService:
         for rec in self.store.all():
             if rec.driver == "bridge":
                 await self._plumb(rec)
+        await self._collect()
+
+    async def _collect(self) -> None:
+        """What a crash in the middle of ``network rm`` or ``create`` left: rules of bridges no
+        network has, and address pools of networks that do not exist."""
+        known = {n.bridge for n in self.store.all() if n.bridge}
+        for bridge in await asyncio.to_thread(self.firewall.bridges) - known:
+            with contextlib.suppress(DockyardError):
+                await asyncio.to_thread(self.firewall.remove_network, bridge)
+        ids = {n.id for n in self.store.all()}
+        for row in self.ipam.db.query("SELECT network FROM ipam_subnets"):
+            if str(row["network"]).split("/")[0] not in ids:
+                self.ipam.release_network(str(row["network"]))
 
     async def close(self, containers_running: bool) -> None:
         """Daemon stop: with no container left running nothing of ours stays on the host (bridges,
@@ -145,7 +159,7 @@ class NetworkService:
         if containers_running:
             return
         for rec in self.store.all():
-            if rec.bridge:
+            if rec.bridge and rec.own_bridge:
                 await links.delete_link(rec.bridge)
         await asyncio.to_thread(self.firewall.destroy)
 
@@ -192,6 +206,7 @@ class NetworkService:
                             options=options, ipam_driver="default", ipam_options=dict(opts.ipam_options),
                             bridge=bridge, mtu=_mtu(options), icc=_bool_opt(options, OPT_ICC, True),
                             masquerade=_bool_opt(options, OPT_MASQ, True))
+        rec.own_bridge = builtin or not await links.link_exists(bridge)
         pools = self._check_pools(opts.ipam_config, opts.enable_ipv6)
         allocated: list[str] = []
         try:
@@ -259,11 +274,11 @@ class NetworkService:
     async def _unplumb(self, rec: NetworkRecord) -> None:
         if not rec.bridge:
             return
-        try:
+        with contextlib.suppress(DockyardError):
             await asyncio.to_thread(self.firewall.remove_network, rec.bridge)
-        except DockyardError:
-            pass
-        await links.delete_link(rec.bridge)
+        if rec.own_bridge:   # a bridge the user named and we found existing stays
+            with contextlib.suppress(Exception):
+                await links.delete_link(rec.bridge)
 
     # -- remove / prune ---------------------------------------------------------------------
     async def remove(self, ref: str) -> None:
@@ -276,9 +291,9 @@ class NetworkService:
                 raise PermissionDenied(f"error while removing network: network {rec.name} id {rec.id} "
                                        "has active endpoints")
             self.store.delete(rec.id)
-            await self._unplumb(rec)
             self.ipam.release_network(self.pool_key(rec.id, 4))
             self.ipam.release_network(self.pool_key(rec.id, 6))
+            await self._unplumb(rec)   # best effort; open() collects what a failure leaves
         self.emit(rec, "destroy", {})
 
     async def prune(self, filters: dict[str, list[str]]) -> list[str]:

@@ -224,6 +224,7 @@ class NetworkRecord:
     ipam_options: dict[str, str] = field(default_factory=dict)
     ipam_config: list[IPAMPool] = field(default_factory=list)
     bridge: str = ""                # the bridge device
+    own_bridge: bool = True         # made by dockyard (removed with the network), not found existing
     mtu: int = 0
     icc: bool = True
     masquerade: bool = True

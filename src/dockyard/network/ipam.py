@@ -104,8 +104,10 @@ class IPAM:
                          (network, str(net), gw, ip_range or ""))
         return str(net), gw
 
-    def allocate_address(self, network: str, owner: str, requested: str | None = None) -> str:
-        """A free address of the network's subnet (``--ip`` asks for one), never the gateway."""
+    def allocate_address(self, network: str, owner: str, requested: str | None = None,
+                         reserved: set[str] | None = None) -> str:
+        """A free address of the network's subnet (``--ip`` asks for one), never the gateway nor a
+        ``reserved`` one (the network's AuxiliaryAddresses)."""
         row = self.db.query_one("SELECT subnet, gateway, ip_range FROM ipam_subnets WHERE network = ?",
                                 (network,))
         if row is None:
@@ -116,6 +118,7 @@ class IPAM:
             used = {r[0] for r in conn.execute("SELECT address FROM ipam_addresses WHERE network = ?",
                                                (network,))}
             used.add(row["gateway"])
+            used |= reserved or set()
             if requested:
                 addr = ipaddress.ip_address(requested)
                 if addr not in net:
@@ -131,8 +134,10 @@ class IPAM:
                          (network, choice, owner))
         return choice
 
-    def release_address(self, network: str, address: str) -> None:
-        self.db.execute("DELETE FROM ipam_addresses WHERE network = ? AND address = ?", (network, address))
+    def release_address(self, network: str, address: str, owner: str) -> None:
+        """Only the owner's: a late or repeated release never frees an address handed on since."""
+        self.db.execute("DELETE FROM ipam_addresses WHERE network = ? AND address = ? AND owner = ?",
+                        (network, address, owner))
 
     def release_network(self, network: str) -> None:
         with self.db.transaction() as conn:

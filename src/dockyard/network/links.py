@@ -44,18 +44,23 @@ def netns_socket(ns_path: str, family: int = socket.AF_NETLINK, kind: int = sock
         except OSError as exc:
             result["error"] = exc
             return
-        own = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+        own = -1
         try:
+            own = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
             _setns(target)
             try:
                 result["sock"] = socket.socket(family, kind, proto)
             finally:
                 _setns(own)
         except Exception as exc:
+            sock = result.pop("sock", None)
+            if sock is not None:
+                sock.close()   # an open socket would keep the namespace alive
             result["error"] = exc
         finally:
             os.close(target)
-            os.close(own)
+            if own >= 0:
+                os.close(own)
 
     # a thread of its own: the namespace switch must never leak into a pooled worker
     t = threading.Thread(target=enter, name="netns-socket")
@@ -109,6 +114,11 @@ async def ensure_bridge(name: str, addresses: list[str], mtu: int = 0) -> None:
     check_ifname(name)
     async with rtnl() as ipr:
         idx = await _index(ipr, name)
+        if idx is not None:
+            found = await ipr.link("get", index=idx)
+            kind = found[0].get_nested("IFLA_LINKINFO", "IFLA_INFO_KIND") if found else None
+            if kind != "bridge":
+                raise InvalidArgument(f"device {name} exists and is not a bridge ({kind or 'no kind'})")
         if idx is None:
             try:
                 await ipr.link("add", ifname=name, kind="bridge", **({"mtu": mtu} if mtu else {}))
@@ -140,6 +150,11 @@ async def delete_link(name: str) -> None:
         if idx is not None:
             with contextlib.suppress(Exception):
                 await ipr.link("del", index=idx)
+
+
+async def link_exists(name: str) -> bool:
+    async with rtnl() as ipr:
+        return await _index(ipr, name) is not None
 
 
 async def host_links(prefixes: tuple[str, ...]) -> list[str]:

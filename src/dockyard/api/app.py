@@ -12,6 +12,7 @@ from aiohttp import web
 from dockyard.api.errors import error_response
 from dockyard.api.models_images import API_VERSION, MIN_API_VERSION, SERVER_VERSION
 from dockyard.api.routes import (
+    archive,
     build,
     commit,
     containers,
@@ -92,7 +93,7 @@ def build_app(engine: Any, data_root: Path) -> web.Application:
     app = web.Application(middlewares=[_errors_and_version], client_max_size=0)
     app[ENGINE] = engine
     app[DATA_ROOT] = Path(data_root)
-    for module in (system, containers, exec, images, build, distribution, commit, networks, volumes):
+    for module in (system, containers, exec, images, build, distribution, commit, networks, volumes, archive):
         for method, path, handler in module.ROUTES:
             app.router.add_route(method, path, handler)
             app.router.add_route(method, _VERSION_PREFIX + path, handler)

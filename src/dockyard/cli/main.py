@@ -239,11 +239,38 @@ def _bootstrap(p: argparse.ArgumentParser) -> None:
     p.set_defaults(fn=_lazy("images", "cmd_bootstrap"))
 
 
-def _net(setup: str) -> Callable[[argparse.ArgumentParser], None]:
+def _setup(module: str, name: str) -> Callable[[argparse.ArgumentParser], None]:
+    """A command whose flags ``dockyard.cli.<module>.<name>(parser)`` adds (imported when used)."""
     def add(p: argparse.ArgumentParser) -> None:
-        from dockyard.cli import networks
-        getattr(networks, setup)(p)
+        import importlib
+        getattr(importlib.import_module(f"dockyard.cli.{module}"), name)(p)
     return add
+
+
+def _net(setup: str) -> Callable[[argparse.ArgumentParser], None]:
+    return _setup("networks", setup)
+
+
+def _vol(setup: str) -> Callable[[argparse.ArgumentParser], None]:
+    return _setup("volumes", setup)
+
+
+def _cp(p: argparse.ArgumentParser) -> None:
+    """``cp`` lives in its own module; without it (a partial checkout) the rest still parses."""
+    import importlib
+    try:
+        module = importlib.import_module("dockyard.cli.cp")
+    except ModuleNotFoundError as exc:
+        if exc.name != "dockyard.cli.cp":
+            raise
+        p.add_argument("paths", nargs="*")
+
+        def missing(c: Any, a: argparse.Namespace) -> int:
+            raise errors.InvalidArgument("'dockyard cp' is not available in this build")
+        p.set_defaults(fn=missing)
+        return
+    module.add_cp_flags(p)
+    p.set_defaults(fn=_lazy("cp", "cmd_cp"))
 
 
 _sig = {"names": ("-s", "--signal")}
@@ -268,6 +295,7 @@ CONTAINER_CMDS: dict[str, Callable[[argparse.ArgumentParser], None]] = {
     "unpause": _simple("", "unpause"),
     "update": _update,
     "port": _net("add_port"),
+    "cp": _cp,
     **COMMIT_CMDS,
 }
 def _build(p: argparse.ArgumentParser) -> None:
@@ -281,10 +309,7 @@ def _bprune(p: argparse.ArgumentParser) -> None:
 
 
 def _dist(setup: str) -> Callable[[argparse.ArgumentParser], None]:
-    def add(p: argparse.ArgumentParser) -> None:
-        from dockyard.cli import distribution
-        getattr(distribution, setup)(p)
-    return add
+    return _setup("distribution", setup)
 
 
 IMAGE_CMDS: dict[str, Callable[[argparse.ArgumentParser], None]] = {
@@ -295,20 +320,20 @@ IMAGE_CMDS: dict[str, Callable[[argparse.ArgumentParser], None]] = {
 BUILDER_CMDS: dict[str, Callable[[argparse.ArgumentParser], None]] = {"build": _build, "prune": _bprune}
 
 
-def _df(p: argparse.ArgumentParser) -> None:
-    from dockyard.cli.system import add_df_flags
-    add_df_flags(p)
-
-
 SYSTEM_CMDS: dict[str, Callable[[argparse.ArgumentParser], None]] = {
-    "df": _df, "info": _fmt_only("cmd_info"), "events": _events,
+    "df": _setup("system", "add_df_flags"), "info": _fmt_only("cmd_info"), "events": _events,
+    "prune": _setup("system", "add_prune_flags"),
 }
 NETWORK_CMDS: dict[str, Callable[[argparse.ArgumentParser], None]] = {
     "create": _net("add_create"), "ls": _net("add_ls"), "list": _net("add_ls"), "inspect": _net("add_inspect"),
     "rm": _net("add_rm"), "remove": _net("add_rm"), "connect": _net("add_connect"),
     "disconnect": _net("add_disconnect"), "prune": _net("add_prune"),
 }
-GROUPS = ("container", "image", "builder", "system", "network")
+VOLUME_CMDS: dict[str, Callable[[argparse.ArgumentParser], None]] = {
+    "create": _vol("add_create"), "ls": _vol("add_ls"), "list": _vol("add_ls"), "inspect": _vol("add_inspect"),
+    "rm": _vol("add_rm"), "remove": _vol("add_rm"), "prune": _vol("add_prune"),
+}
+GROUPS = ("container", "image", "builder", "system", "network", "volume")
 TOP_CMDS: dict[str, Callable[[argparse.ArgumentParser], None]] = {
     **CONTAINER_CMDS, "inspect": _inspect(None), "images": _images, "rmi": _rmi, "tag": _tag,
     "history": _history, "load": _load, "save": _save, "import": _import, "build": _build,
@@ -333,7 +358,8 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         sub.add_parser("registry", help="run an OCI registry: registry serve|gc (see docs/registry.md)")
     for group, cmds in (("container", {**CONTAINER_CMDS, "ls": _ps, "inspect": _inspect("container"),
                                        "prune": _cprune}), ("image", IMAGE_CMDS),
-                        ("builder", BUILDER_CMDS), ("system", SYSTEM_CMDS), ("network", NETWORK_CMDS)):
+                        ("builder", BUILDER_CMDS), ("system", SYSTEM_CMDS), ("network", NETWORK_CMDS),
+                        ("volume", VOLUME_CMDS)):
         if only is not None and only != group:
             continue
         gp = sub.add_parser(group)

@@ -8,6 +8,7 @@ import os
 import re
 from typing import Any
 
+from dockyard.cli.mountopts import add_storage_flags, storage_fields
 from dockyard.cli.netopts import (
     Attachment,
     attachment_endpoint,
@@ -80,6 +81,7 @@ def add_run_flags(p: argparse.ArgumentParser, *, create: bool = False) -> None:
     add_resource_flags(p)
     p.add_argument("--init", action="store_true")
     add_network_flags(p)
+    add_storage_flags(p)
     p.add_argument("--runtime", default="")
     p.add_argument("-l", "--label", action="append", default=[])
     p.add_argument("--restart", default="no")
@@ -204,6 +206,10 @@ def labels(items: list[str]) -> dict[str, str]:
     return out
 
 
+# HostConfig fields docker sends as null when unset (the others that are None are left out)
+_SENT_AS_NULL = ("Binds", "VolumesFrom")
+
+
 def create_body(a: argparse.Namespace, image: str, cmd: list[str],
                 console_size: tuple[int, int] | None = None) -> dict[str, Any]:
     """The exact JSON the docker CLI posts for these flags."""
@@ -227,15 +233,22 @@ def create_body(a: argparse.Namespace, image: str, cmd: list[str],
     search = [dns_search(v) for v in a.dns_search]
     exposed, bindings = port_specs(a.publish, a.expose)
     network_mode, endpoints = networking(a)
-    host_config: dict[str, Any] = {
+    volumes, storage = storage_fields(a)
+    host_config: dict[str, Any] = {  # in the order of docker's HostConfig fields
+        "Binds": storage["Binds"],
         "NetworkMode": network_mode,
         "PortBindings": bindings,
         "RestartPolicy": restart_policy(a.restart),
         "AutoRemove": a.rm,
+        "VolumeDriver": storage["VolumeDriver"],
+        "VolumesFrom": storage["VolumesFrom"],
         "Dns": dns, "DnsOptions": list(a.dns_option), "DnsSearch": search,
         "ExtraHosts": extra_hosts or None,
         "Links": links or None,
         "PublishAllPorts": a.publish_all,
+        "ReadonlyRootfs": storage["ReadonlyRootfs"],
+        "Tmpfs": storage["Tmpfs"],
+        "Mounts": storage["Mounts"],
         "Init": True if a.init else None,
         "Runtime": a.runtime or None,
         # create sends every resource field, zero when not given
@@ -257,12 +270,12 @@ def create_body(a: argparse.Namespace, image: str, cmd: list[str],
         "Env": env,
         "Cmd": cmd or None,
         "Image": image,
-        "Volumes": None,
+        "Volumes": volumes,  # docker sends {} when there are none
         "WorkingDir": a.workdir,
         "Entrypoint": [a.entrypoint] if a.entrypoint is not None else None,
         "OnBuild": None,
         "Labels": labels(a.label),
-        "HostConfig": {k: v for k, v in host_config.items() if v is not None},
+        "HostConfig": {k: v for k, v in host_config.items() if v is not None or k in _SENT_AS_NULL},
         "NetworkingConfig": {"EndpointsConfig": endpoints},
     }
     if a.stop_signal:

@@ -231,6 +231,56 @@ class Client:
     def export(self, ref: str) -> Response:
         return self.t.request("GET", f"/containers/{_q(ref)}/export")
 
+    # ------------------------------------------------------------ volumes
+    @staticmethod
+    def _go_filters(filters: Mapping[str, list[str]] | None) -> str | None:
+        """Docker's filters argument byte for byte: compact JSON, keys and values sorted."""
+        if not filters:
+            return None
+        return json.dumps({k: dict.fromkeys(sorted(filters[k]), True) for k in sorted(filters)},
+                          separators=(",", ":"))
+
+    def list_volumes(self, filters: Mapping[str, list[str]] | None = None) -> dict[str, Any]:
+        """GET /volumes: {"Volumes": [...], "Warnings": [...]}."""
+        return self.t.request("GET", "/volumes", {"filters": self._go_filters(filters)}).json() or {}
+
+    def create_volume(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        return self.t.request("POST", "/volumes/create", body=body).json() or {}
+
+    def inspect_volume(self, name: str) -> dict[str, Any]:
+        return self.t.request("GET", f"/volumes/{_q(name)}").json()
+
+    def remove_volume(self, name: str, force: bool = False) -> None:
+        self.t.request("DELETE", f"/volumes/{_q(name)}", {"force": force or None}).read()
+
+    def prune_volumes(self, filters: Mapping[str, list[str]] | None = None) -> dict[str, Any]:
+        return self.t.request("POST", "/volumes/prune", {"filters": self._go_filters(filters)}).json() or {}
+
+    # ------------------------------------------------------------ archive (cp)
+    @staticmethod
+    def _path_stat(resp: Response) -> dict[str, Any]:
+        """The X-Docker-Container-Path-Stat header: {"name","size","mode" (Go FileMode),"mtime",
+        "linkTarget"}."""
+        import base64
+        raw = resp.headers.get("x-docker-container-path-stat", "")
+        return dict(json.loads(base64.b64decode(raw))) if raw else {}
+
+    def stat_path(self, ref: str, path: str) -> dict[str, Any]:
+        resp = self.t.request("HEAD", f"/containers/{_q(ref)}/archive", {"path": path})
+        resp.read()
+        return self._path_stat(resp)
+
+    def get_archive(self, ref: str, path: str) -> tuple[dict[str, Any], Response]:
+        """The path's stat and the response streaming its tar."""
+        resp = self.t.request("GET", f"/containers/{_q(ref)}/archive", {"path": path})
+        return self._path_stat(resp), resp
+
+    def put_archive(self, ref: str, path: str, tar: BinaryIO | bytes, no_overwrite_dir_non_dir: bool = True,
+                    copy_uid_gid: bool = False) -> None:
+        self.t.request("PUT", f"/containers/{_q(ref)}/archive",
+                       {"path": path, "noOverwriteDirNonDir": no_overwrite_dir_non_dir or None,
+                        "copyUIDGID": copy_uid_gid or None}, body=tar).read()
+
 
 def _q(part: str) -> str:
     # keep ':' '/' '@' literal in paths (image references), as the docker CLI sends them

@@ -96,6 +96,8 @@ class Engine:
         self.endpoints = Endpoints(self.network_service, self.store)
         self.containers.endpoints = self.endpoints
         self.networks = NetworkEngine(self.network_service, self.endpoints, self.containers)
+        from dockyard.engine.archive import ArchiveService
+        self.archive = ArchiveService(self.containers)
         from dockyard.engine.volumes import VolumeService
         self.volumes = VolumeService(db, Path(config.data_root) / "volumes", self.store, self._volume_event)
         self.containers.volumes = self.volumes

@@ -114,3 +114,33 @@ def capset(effective: int, permitted: int, inheritable: int) -> None:
         data[i].permitted = (permitted >> shift) & 0xFFFFFFFF
         data[i].inheritable = (inheritable >> shift) & 0xFFFFFFFF
     _check(_libc.syscall(ctypes.c_long(_SYS_CAPSET), ctypes.byref(header), ctypes.byref(data)), "capset")
+
+
+# -- openat2(2): path resolution confined by the kernel (Linux 5.6+) ----------------------------
+_SYS_OPENAT2 = 437  # x86_64 and the generic syscall table (arm64) alike
+RESOLVE_NO_XDEV = 0x01
+RESOLVE_NO_MAGICLINKS = 0x02
+RESOLVE_NO_SYMLINKS = 0x04
+RESOLVE_BENEATH = 0x08
+RESOLVE_IN_ROOT = 0x10
+
+
+class _OpenHow(ctypes.Structure):
+    _fields_ = [("flags", ctypes.c_uint64), ("mode", ctypes.c_uint64), ("resolve", ctypes.c_uint64)]
+
+
+def openat2(dirfd: int, path: str, flags: int, mode: int = 0, resolve: int = 0) -> int:
+    """openat2(2): a new fd, or ``OSError`` (ENOSYS on kernels before 5.6). EAGAIN, which the kernel
+    returns for RESOLVE_IN_ROOT/BENEATH when a rename raced the lookup, is retried."""
+    import errno
+    how = _OpenHow(flags, mode, resolve)
+    raw = os.fsencode(path)
+    for _ in range(64):
+        fd = _libc.syscall(ctypes.c_long(_SYS_OPENAT2), ctypes.c_int(dirfd), ctypes.c_char_p(raw),
+                           ctypes.byref(how), ctypes.c_size_t(ctypes.sizeof(how)))
+        if fd >= 0:
+            return int(fd)
+        err = ctypes.get_errno()
+        if err not in (errno.EAGAIN, errno.EINTR):
+            break
+    raise OSError(err, f"openat2 {path}: {os.strerror(err)}", path)

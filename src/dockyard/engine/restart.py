@@ -15,7 +15,7 @@ from dockyard.errors import DockyardError, NotFound
 
 if TYPE_CHECKING:
     from dockyard.engine.containers import ContainerStore
-    from dockyard.engine.lifecycle import Running
+    from dockyard.engine.shims import Running
 
 log = logging.getLogger(__name__)
 

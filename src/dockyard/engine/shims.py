@@ -11,6 +11,7 @@ import os
 import shutil
 import sys
 import weakref
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -98,3 +99,11 @@ def remove_state_dir(state_dir: Path) -> None:
         os.rmdir(state_dir)
     except OSError:
         pass
+
+
+@dataclass
+class Running:
+    """In-memory state of a container with a shim."""
+    shim: Any
+    monitor: asyncio.Task[None] | None = None
+    exited: asyncio.Event = field(default_factory=asyncio.Event)

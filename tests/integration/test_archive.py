@@ -1,6 +1,7 @@
 """The archive API (``docker cp``): stock docker CLI and ``dockyard cp`` against a live daemon, on
-running and stopped containers, plus the in-root resolution and extraction of engine.archive on
-hand-made trees (escapes through symlinks, hostile tars, a racing symlink swap)."""
+running and stopped containers, plus the in-root resolution, archiving and extraction of
+engine/ctrfs.py, tarwrite.py and tarextract.py on hand-made trees (escapes through symlinks,
+hostile tars, a racing symlink swap)."""
 
 from __future__ import annotations
 
@@ -26,7 +27,9 @@ import pytest
 from dockyard import errors
 from dockyard.client.api import Client
 from dockyard.client.transport import parse_host
-from dockyard.engine.archive import ContainerFS, _Extractor, _TarWriter
+from dockyard.engine.ctrfs import ContainerFS
+from dockyard.engine.tarextract import TarExtractor
+from dockyard.engine.tarwrite import TarWriter
 from tests.conftest import LiveDaemon, unique
 
 pytestmark = pytest.mark.root
@@ -442,7 +445,7 @@ def test_racing_symlink_swap_never_reaches_the_host(daemon: LiveDaemon, tmp_path
         shutil.rmtree(secret)
 
 
-# -- engine.archive on hand-made trees ----------------------------------------------------------
+# -- ctrfs, tarwrite and tarextract on hand-made trees ------------------------------------------
 
 @pytest.fixture()
 def rootfs(tmp_path: Path) -> Iterator[tuple[Path, ContainerFS]]:
@@ -479,7 +482,7 @@ def test_walk_stays_in_root(rootfs: tuple[Path, ContainerFS]) -> None:
 def test_extract_and_archive_hostile_tar(rootfs: tuple[Path, ContainerFS], tmp_path: Path) -> None:
     root, fs = rootfs
     target, _ = fs.walk(["etc", "up"])    # the link resolves to the container root
-    ex = _Extractor(fs, target, no_overwrite=False, owner=(5, 6))
+    ex = TarExtractor(fs, target, no_overwrite=False, owner=(5, 6))
     data = _tar(("l", "->/"), ("l/etc/planted", b"p"), ("/abs-name", b"a"), ("h", "=>etc/passwd"),
                 ("data/through-mount", b"m"))
     try:
@@ -499,7 +502,7 @@ def test_extract_and_archive_hostile_tar(rootfs: tuple[Path, ContainerFS], tmp_p
     frame, _ = fs.walk(["abs", "data"])
     try:
         with tarfile.open(fileobj=buf, mode="w|", format=tarfile.PAX_FORMAT) as tf:
-            _TarWriter(fs, tf).run(frame, "data")
+            TarWriter(fs, tf).run(frame, "data")
     finally:
         os.close(frame.fd)
     assert names_in(buf.getvalue()) == [
@@ -540,7 +543,7 @@ def test_racing_swap_in_engine(rootfs: tuple[Path, ContainerFS], tmp_path: Path)
                 continue
             walked += 1
             i = walked
-            ex = _Extractor(fs, target, no_overwrite=False, owner=None)
+            ex = TarExtractor(fs, target, no_overwrite=False, owner=None)
             try:
                 with tarfile.open(fileobj=io.BytesIO(_tar((f"f{i}", b"x"), (f"s/f{i}", b"y"))), mode="r|") as tf:
                     for m in tf:

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from dockyard import errors
-from dockyard.cli import cp
+from dockyard.cli import cp, cpextract
 
 GO_DIR = 1 << 31
 
@@ -39,7 +39,7 @@ def info(name: str, kind: bytes, link: str = "", mode: int = 0o755) -> tarfile.T
 
 
 def extract(dest: Path, data: bytes, rename: Any = lambda n: n) -> None:
-    ex = cp.Extractor(str(dest), rename)
+    ex = cpextract.Extractor(str(dest), rename)
     try:
         ex.run(io.BytesIO(data))
     finally:

@@ -17,7 +17,6 @@ import json
 import os
 import secrets
 import tempfile
-import threading
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +24,7 @@ from typing import Any
 
 from dockyard.diff import tar_directory, write_layer
 from dockyard.engine.changes import Change, overlay_changes
+from dockyard.engine.threadstream import stream_writes
 from dockyard.engine.types import ContainerConfig, ContainerRecord
 from dockyard.errors import Conflict, DockyardError, Internal
 from dockyard.images.changes import apply_changes
@@ -34,8 +34,6 @@ from dockyard.oci import mediatypes as mt
 from dockyard.oci import reference
 from dockyard.oci.descriptor import Descriptor
 from dockyard.oci.digest import Digest
-
-_CHUNK = 1 << 20
 
 
 @dataclass
@@ -272,46 +270,6 @@ def container_changes(engine: Any, ref: str) -> list[Change]:
 
 # -- export ----------------------------------------------------------------------------------
 
-class _Cancelled(Exception):
-    pass
-
-
-class _QueueWriter:
-    """File-like sink that hands chunks to the event loop with backpressure (bounded queue)."""
-
-    def __init__(self, loop: asyncio.AbstractEventLoop, queue: asyncio.Queue[bytes | None],
-                 cancel: threading.Event) -> None:
-        self.loop, self.queue, self.cancel = loop, queue, cancel
-        self.buf = bytearray()
-
-    def write(self, data: bytes) -> int:
-        self.buf += data
-        if len(self.buf) >= _CHUNK:
-            self.flush()
-        return len(data)
-
-    def flush(self) -> None:
-        if self.buf:
-            self._put(bytes(self.buf))
-            self.buf.clear()
-
-    def _put(self, item: bytes | None) -> None:
-        fut = asyncio.run_coroutine_threadsafe(self.queue.put(item), self.loop)
-        while True:
-            if self.cancel.is_set():
-                fut.cancel()
-                raise _Cancelled()
-            try:
-                fut.result(timeout=0.2)
-                return
-            except TimeoutError:
-                continue
-
-    def close(self) -> None:
-        self.flush()
-        self._put(None)
-
-
 def _view_mount(engine: Any, key: str) -> Mount:
     """A read-only overlay of the container's upper dir over its lower layers (no work dir)."""
     upper = str(engine.snapshots.upper_dir(key))
@@ -327,41 +285,19 @@ async def export(engine: Any, ref: str) -> AsyncIterator[bytes]:
         raise Conflict(f"container {rec.id} has no filesystem")
     tmp = Path(tempfile.mkdtemp(prefix="export-", dir=Path(engine.config.data_root) / "tmp"))
     mounted = False
-    loop = asyncio.get_running_loop()
-    queue: asyncio.Queue[bytes | None] = asyncio.Queue(maxsize=4)
-    cancel = threading.Event()
-    errors: list[BaseException] = []
-
-    def produce(root: Path) -> None:
-        writer = _QueueWriter(loop, queue, cancel)
-        try:
-            tar_directory(root, writer)  # type: ignore[arg-type]
-            writer.close()
-        except _Cancelled:
-            pass
-        except BaseException as exc:
-            errors.append(exc)
-            with contextlib.suppress(_Cancelled):
-                writer._put(None)
-
-    task: asyncio.Future[None] | None = None
     try:
         try:
             await asyncio.to_thread(_view_mount(engine, rec.snapshot_key).mount, tmp)
         except DockyardError as exc:
             raise Internal(f"cannot mount the container's filesystem: {exc}") from exc
         mounted = True
-        task = loop.run_in_executor(None, produce, tmp)
-        while (chunk := await queue.get()) is not None:
-            yield chunk
-        await task
-        if errors:
-            raise errors[0]
+        chunks = stream_writes(lambda out: tar_directory(tmp, out))
+        try:
+            async for chunk in chunks:
+                yield chunk
+        finally:
+            await chunks.aclose()  # the producer thread is done with the tree before it is unmounted
     finally:
-        cancel.set()
-        if task is not None:
-            with contextlib.suppress(BaseException):
-                await asyncio.shield(task)
         if mounted:
             with contextlib.suppress(DockyardError):
                 unmount_all(tmp, detach=True)

@@ -14,8 +14,7 @@ import time
 
 from aiohttp import web
 
-from dockyard.api.routes.common import Routes, aiterate, call, engine, qbool, qstr
-from dockyard.api.routes.images import _spool
+from dockyard.api.routes.common import Routes, aiterate, call, engine, qbool, qstr, spool_body
 from dockyard.engine.archive import PathStat
 
 STAT_HEADER = "X-Docker-Container-Path-Stat"
@@ -72,7 +71,7 @@ async def get(request: web.Request) -> web.StreamResponse:
 
 
 async def put(request: web.Request) -> web.Response:
-    body = await _spool(request, "cp-")  # bodies can be large: a private file under <data-root>/tmp
+    body = await spool_body(request, "cp-")  # bodies can be large: a private file under <data-root>/tmp
     try:
         await call(engine(request).archive.put, request.match_info["id"], qstr(request, "path"), body,
                    qbool(request, "noOverwriteDirNonDir"), qbool(request, "copyUIDGID"))

@@ -19,8 +19,7 @@ from typing import Any
 
 from aiohttp import web
 
-from dockyard.api.routes.common import Routes, call, engine, json_response, qbool, qfilters, qstr
-from dockyard.api.routes.images import _tmp_dir
+from dockyard.api.routes.common import Routes, call, engine, json_response, qbool, qfilters, qstr, tmp_dir
 from dockyard.api.streams import stream_progress
 from dockyard.build.context import StreamIndexer
 from dockyard.build.options import BuildFailed, BuildOptions
@@ -45,8 +44,8 @@ class EmitProgress:
 async def _spool_indexed(request: web.Request) -> tuple[Path, Any]:
     """The context body on disk, indexed while it arrives when it is a plain tar (see
     ``StreamIndexer``): the index is ready about when the last byte is."""
-    fd, name = tempfile.mkstemp(prefix="build-", suffix=".tar", dir=_tmp_dir(request))
-    indexer = StreamIndexer(Path(name), _tmp_dir(request))
+    fd, name = tempfile.mkstemp(prefix="build-", suffix=".tar", dir=tmp_dir(request))
+    indexer = StreamIndexer(Path(name), tmp_dir(request))
     try:
         with os.fdopen(fd, "wb") as out:
             while chunk := await request.content.read(1 << 20):

@@ -1,9 +1,12 @@
-"""Request parsing helpers shared by the route modules (query values, filters, engine calls)."""
+"""Request parsing helpers shared by the route modules (query values, filters, engine calls,
+bodies spooled to disk)."""
 
 from __future__ import annotations
 
 import inspect
 import json
+import os
+import tempfile
 from collections.abc import AsyncGenerator
 from pathlib import Path
 from typing import Any
@@ -17,6 +20,7 @@ ENGINE: web.AppKey[Any] = web.AppKey("engine", object)
 DATA_ROOT: web.AppKey[Path] = web.AppKey("data_root", Path)
 
 Routes = list[tuple[str, str, Any]]
+_CHUNK = 1 << 20
 
 
 def engine(request: web.Request) -> Any:
@@ -111,3 +115,24 @@ def json_response(data: Any, status: int = 200) -> web.Response:
 
 def no_content() -> web.Response:
     return web.Response(status=204)
+
+
+def tmp_dir(request: web.Request) -> Path:
+    """``<data-root>/tmp``, created private if it is missing."""
+    tmp = request.app[DATA_ROOT] / "tmp"
+    tmp.mkdir(mode=0o700, parents=True, exist_ok=True)
+    return tmp
+
+
+async def spool_body(request: web.Request, prefix: str) -> Path:
+    """Copy the request body to a private file under ``<data-root>/tmp`` (bodies can be GBs); the
+    caller removes it."""
+    fd, name = tempfile.mkstemp(prefix=prefix, suffix=".tar", dir=tmp_dir(request))
+    try:
+        with os.fdopen(fd, "wb") as out:
+            while chunk := await request.content.read(_CHUNK):
+                out.write(chunk)
+    except BaseException:
+        os.unlink(name)
+        raise
+    return Path(name)

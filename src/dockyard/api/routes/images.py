@@ -16,7 +16,6 @@ from dockyard.api.models_images import (
     render_image_summary,
 )
 from dockyard.api.routes.common import (
-    DATA_ROOT,
     Routes,
     call,
     engine,
@@ -24,30 +23,13 @@ from dockyard.api.routes.common import (
     qbool,
     qfilters,
     qstr,
+    spool_body,
+    tmp_dir,
 )
 from dockyard.api.streams import json_line
 from dockyard.errors import InvalidArgument
 
 _CHUNK = 1 << 20
-
-
-def _tmp_dir(request: web.Request) -> Path:
-    tmp = request.app[DATA_ROOT] / "tmp"
-    tmp.mkdir(mode=0o700, parents=True, exist_ok=True)
-    return tmp
-
-
-async def _spool(request: web.Request, prefix: str) -> Path:
-    """Copy the request body to a private file under ``<data-root>/tmp`` (bodies can be GBs)."""
-    fd, name = tempfile.mkstemp(prefix=prefix, suffix=".tar", dir=_tmp_dir(request))
-    try:
-        with os.fdopen(fd, "wb") as out:
-            while chunk := await request.content.read(_CHUNK):
-                out.write(chunk)
-    except BaseException:
-        os.unlink(name)
-        raise
-    return Path(name)
 
 
 async def list_images(request: web.Request) -> web.Response:
@@ -84,7 +66,7 @@ async def prune(request: web.Request) -> web.Response:
 
 
 async def load(request: web.Request) -> web.Response:
-    path = await _spool(request, "load-")
+    path = await spool_body(request, "load-")
     try:
         messages = await call(engine(request).load_images, path)
     finally:
@@ -97,7 +79,7 @@ async def load(request: web.Request) -> web.Response:
 async def _send_archive(request: web.Request, names: list[str]) -> web.StreamResponse:
     if not names:
         raise InvalidArgument("no image names given to save")
-    fd, name = tempfile.mkstemp(prefix="save-", suffix=".tar", dir=_tmp_dir(request))
+    fd, name = tempfile.mkstemp(prefix="save-", suffix=".tar", dir=tmp_dir(request))
     os.close(fd)
     path = Path(name)
     try:
@@ -131,7 +113,7 @@ async def create(request: web.Request) -> web.StreamResponse:
     if src != "-":
         raise InvalidArgument("fromSrc must be '-' (importing from a URL is not supported)"
                               if src else "one of fromImage or fromSrc is required")
-    path = await _spool(request, "import-")
+    path = await spool_body(request, "import-")
     try:
         image_id = await call(engine(request).import_image, path, qstr(request, "repo"), qstr(request, "tag"),
                               request.query.getall("changes", []), qstr(request, "message"))

@@ -15,18 +15,12 @@ import pytest
 from dockyard.cli import networks
 from dockyard.cli.main import main
 from dockyard.cli.netopts import natural_sorted, parse_ip, valid_mac
-from dockyard.cli.runopts import add_run_flags, create_body, split_interspersed
+from dockyard.cli.runopts import add_run_flags, split_interspersed
 from dockyard.errors import InvalidArgument
 from tests.fakedaemon import JSONHandler, UnixServer, serve
+from tests.runflags import run_body
 
-
-def _body(*argv: str) -> dict[str, Any]:
-    p = argparse.ArgumentParser(add_help=False)
-    add_run_flags(p)
-    head, rest = split_interspersed(p, [*argv, "busybox"])
-    p.add_argument("image")
-    a = p.parse_args(head)
-    return create_body(a, a.image, rest)
+_body = run_body
 
 
 def _ports(*argv: str) -> tuple[Any, Any]:

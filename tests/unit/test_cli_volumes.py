@@ -18,18 +18,12 @@ import pytest
 from dockyard.cli import system, volumes
 from dockyard.cli.main import build_parser, main
 from dockyard.cli.mountopts import csv_record, go_ram_in_bytes, parse_mount, parse_volume_spec
-from dockyard.cli.runopts import add_run_flags, create_body, split_interspersed
+from dockyard.cli.runopts import add_run_flags, split_interspersed
 from dockyard.errors import InvalidArgument
 from tests.fakedaemon import JSONHandler, UnixServer, serve
+from tests.runflags import run_body
 
-
-def _body(*argv: str) -> dict[str, Any]:
-    p = argparse.ArgumentParser(add_help=False)
-    add_run_flags(p)
-    head, rest = split_interspersed(p, [*argv, "busybox"])
-    p.add_argument("image")
-    a = p.parse_args(head)
-    return create_body(a, a.image, rest)
+_body = run_body
 
 
 def _storage(*argv: str) -> dict[str, Any]:

@@ -14,7 +14,17 @@ import time
 
 from aiohttp import web
 
-from dockyard.api.routes.common import Routes, aiterate, call, engine, qbool, qstr, spool_body
+from dockyard.api.routes.common import (
+    Routes,
+    aiterate,
+    call,
+    engine,
+    first_item,
+    qbool,
+    qstr,
+    send_stream,
+    spool_body,
+)
 from dockyard.engine.archive import PathStat
 
 STAT_HEADER = "X-Docker-Container-Path-Stat"
@@ -58,16 +68,8 @@ async def head(request: web.Request) -> web.Response:
 
 async def get(request: web.Request) -> web.StreamResponse:
     chunks = aiterate(engine(request).archive.get(request.match_info["id"], qstr(request, "path")))
-    try:
-        st = await chunks.__anext__()  # the stat: errors (404, …) come before the headers go out
-        resp = web.StreamResponse(headers={"Content-Type": "application/x-tar", STAT_HEADER: encode_stat(st)})
-        await resp.prepare(request)
-        async for chunk in chunks:
-            await resp.write(chunk)
-        await resp.write_eof()
-        return resp
-    finally:
-        await chunks.aclose()
+    st = await first_item(chunks)  # the stat: errors (404, …) come before the headers go out
+    return await send_stream(request, chunks, {"Content-Type": "application/x-tar", STAT_HEADER: encode_stat(st)})
 
 
 async def put(request: web.Request) -> web.Response:

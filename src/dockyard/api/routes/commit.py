@@ -5,7 +5,17 @@ from __future__ import annotations
 from aiohttp import web
 
 from dockyard.api import models
-from dockyard.api.routes.common import Routes, aiterate, call, engine, json_response, qbool, qstr
+from dockyard.api.routes.common import (
+    Routes,
+    aiterate,
+    call,
+    engine,
+    first_item,
+    json_response,
+    qbool,
+    qstr,
+    send_stream,
+)
 from dockyard.api.validate import Fields, decode_json_object
 from dockyard.engine.commit import CommitOptions
 
@@ -31,20 +41,8 @@ async def changes(request: web.Request) -> web.Response:
 
 async def export(request: web.Request) -> web.StreamResponse:
     chunks = aiterate(engine(request).export_container(request.match_info["id"]))
-    try:
-        first = await chunks.__anext__()  # errors (404, mount failure) before the headers go out
-    except StopAsyncIteration:
-        first = b""
-    try:
-        resp = web.StreamResponse(headers={"Content-Type": "application/x-tar"})
-        await resp.prepare(request)
-        await resp.write(first)
-        async for chunk in chunks:
-            await resp.write(chunk)
-        await resp.write_eof()
-        return resp
-    finally:
-        await chunks.aclose()
+    first = await first_item(chunks, b"")  # errors (404, mount failure) before the headers go out
+    return await send_stream(request, chunks, {"Content-Type": "application/x-tar"}, first)
 
 
 ROUTES: Routes = [

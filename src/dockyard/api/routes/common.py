@@ -136,3 +136,31 @@ async def spool_body(request: web.Request, prefix: str) -> Path:
         os.unlink(name)
         raise
     return Path(name)
+
+
+async def send_stream(request: web.Request, chunks: AsyncGenerator[Any, None], headers: dict[str, str],
+                      first: bytes = b"") -> web.StreamResponse:
+    """Stream ``first`` and the rest of ``chunks`` as the body (the caller has already taken what
+    must fail before the headers go out); ``chunks`` is closed however it ends."""
+    try:
+        resp = web.StreamResponse(headers=headers)
+        await resp.prepare(request)
+        if first:
+            await resp.write(first)
+        async for chunk in chunks:
+            await resp.write(chunk)
+        await resp.write_eof()
+        return resp
+    finally:
+        await chunks.aclose()
+
+
+async def first_item(chunks: AsyncGenerator[Any, None], default: Any = None) -> Any:
+    """The first item (errors such as 404 surface here, before any header); closes on failure."""
+    try:
+        return await chunks.__anext__()
+    except StopAsyncIteration:
+        return default
+    except BaseException:
+        await chunks.aclose()
+        raise

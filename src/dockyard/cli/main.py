@@ -349,6 +349,13 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dockyard", description="A Docker work-alike client.")
     parser.add_argument("-H", "--host", help="daemon socket: unix:///path or tcp://host:port")
     parser.add_argument("-D", "--debug", action="store_true")
+    parser.add_argument("--tls", action="store_true", help="use TLS; implied by --tlsverify")
+    parser.add_argument("--tlsverify", action="store_true", help="use TLS and verify the daemon "
+                        "(DOCKER_TLS_VERIFY)")
+    parser.add_argument("--tlscacert", metavar="FILE", help="trust certificates signed by this CA only "
+                        "(default $DOCKER_CERT_PATH/ca.pem, DOCKER_CERT_PATH default ~/.docker)")
+    parser.add_argument("--tlscert", metavar="FILE", help="client certificate (default $DOCKER_CERT_PATH/cert.pem)")
+    parser.add_argument("--tlskey", metavar="FILE", help="client key (default $DOCKER_CERT_PATH/key.pem)")
     parser.add_argument("-v", "--version", action="store_true", help="print version and exit")
     sub = parser.add_subparsers(dest="verb", metavar="COMMAND")  # run has its own "command"
     for name, setup in TOP_CMDS.items():
@@ -356,6 +363,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
             setup(sub.add_parser(name, add_help=name not in ("run", "create")))
     if only is None:  # listed for --help; `dockyard registry ...` is handed over before parsing
         sub.add_parser("registry", help="run an OCI registry: registry serve|gc (see docs/registry.md)")
+        sub.add_parser("tls", help="make a CA and daemon/client certificates: tls generate (see docs/security.md)")
     for group, cmds in (("container", {**CONTAINER_CMDS, "ls": _ps, "inspect": _inspect("container"),
                                        "prune": _cprune}), ("image", IMAGE_CMDS),
                         ("builder", BUILDER_CMDS), ("system", SYSTEM_CMDS), ("network", NETWORK_CMDS),
@@ -370,11 +378,15 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
 
 
 def _command_index(argv: list[str]) -> int:
-    """Where the command word is: after the global flags (``-H``/``--host`` take a value)."""
+    """Where the command word is: after the global flags (``-H``/``--host`` and the TLS file flags take
+    a value)."""
     i = 0
     while i < len(argv) and argv[i].startswith("-"):
-        i += 2 if argv[i] in ("-H", "--host") else 1
+        i += 2 if argv[i] in _VALUE_FLAGS else 1
     return i
+
+
+_VALUE_FLAGS = frozenset(("-H", "--host", "--tlscacert", "--tlscert", "--tlskey"))
 
 
 def _split_interspersed(argv: list[str]) -> list[str]:
@@ -407,6 +419,9 @@ def main(argv: list[str] | None = None) -> int:
         # The registry server is a separate program reachable through the dockyard command.
         from dockyard.registry.main import main as registry_main
         return registry_main(args[idx + 1:])
+    if idx < len(args) and args[idx] == "tls":  # local files only: no daemon, no client
+        from dockyard.cli.tlscmd import main as tls_main
+        return tls_main(args[idx + 1:])
     args = _split_interspersed(args)
     idx = _command_index(args)
     first = args[idx] if idx < len(args) else None
@@ -423,8 +438,10 @@ def main(argv: list[str] | None = None) -> int:
     failed = 125 if verb in ("run", "create") else 1
     try:
         from dockyard.client.api import Client
+        from dockyard.client.tls import resolve as resolve_tls
         from dockyard.client.transport import host_from_env
-        client = Client(host_from_env(a.host))
+        tls = resolve_tls(a.tls, a.tlsverify, a.tlscacert, a.tlscert, a.tlskey)
+        client = Client(host_from_env(a.host, tls))
         return int(a.fn(client, a))
     except errors.Unavailable as exc:
         from dockyard.client.transport import DaemonUnreachable

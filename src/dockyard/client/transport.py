@@ -1,8 +1,10 @@
-"""HTTP/1.1 over the daemon's socket (unix or tcp), hand-written for start-up speed; hijacked connections.
+"""HTTP/1.1 over the daemon's socket (unix or tcp, tcp optionally in TLS), hand-written for start-up
+speed; hijacked connections.
 
 Error mapping: a refused/missing socket raises ``Unavailable`` with Docker's "Cannot connect"
 text; an API error status raises the ``dockyard.errors`` category for that status, with the
-daemon's ``message`` and the HTTP status kept on the exception as ``.status``.
+daemon's ``message`` and the HTTP status kept on the exception as ``.status``. A failed TLS
+handshake (or the daemon's TLS alert) raises ``TLSFailure``; unreadable TLS files ``InvalidArgument``.
 """
 
 from __future__ import annotations
@@ -10,11 +12,17 @@ from __future__ import annotations
 import json
 import os
 import socket
+import sys
 from collections.abc import Iterator, Mapping
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import quote, urlencode
 
 from dockyard import errors
+
+if TYPE_CHECKING:
+    import ssl
+
+    from dockyard.client.tls import TLSSettings
 
 API_VERSION = "1.45"
 DEFAULT_HOST = "unix:///run/dockyard/dockyard.sock"
@@ -43,10 +51,15 @@ class DaemonUnreachable(errors.Unavailable):
     """The daemon socket is not there or refuses connections."""
 
 
+class TLSFailure(DaemonUnreachable):
+    """The TLS handshake with the daemon failed, or the daemon ended it with an alert."""
+
+
 class Host(NamedTuple):
     scheme: str  # "unix" | "tcp"
     address: str  # socket path, or host
     port: int = 0
+    tls: TLSSettings | None = None  # tcp only: https
 
     @property
     def url(self) -> str:
@@ -74,6 +87,10 @@ def parse_host(text: str) -> Host:
 
 class HTTPError(Exception):
     """A response the daemon should never send (bad status line, truncated chunk)."""
+
+
+class NoResponse(HTTPError):
+    """The connection closed before a status line arrived."""
 
 
 class _Body:
@@ -132,21 +149,9 @@ class Connection:
     """One HTTP/1.1 request/response over a stream socket (unix or tcp). Hand-written instead of
     http.client, whose import (email, ssl, …) costs ~15 ms on every CLI run."""
 
-    def __init__(self, host: Host, timeout: float | None = None) -> None:
-        if host.scheme == "unix":
-            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            target: Any = host.address
-        else:
-            sock = socket.socket(socket.AF_INET6 if ":" in host.address else socket.AF_INET)
-            target = (host.address, host.port)
-        if timeout is not None:
-            sock.settimeout(timeout)
-        try:
-            sock.connect(target)
-        except OSError:
-            sock.close()
-            raise
-        self.sock = sock
+    def __init__(self, host: Host, timeout: float | None = None,
+                 ssl_context: ssl.SSLContext | None = None) -> None:
+        self.sock = connect(host, timeout, ssl_context)
         self.method = "GET"
 
     def request(self, method: str, url: str, body: Any, headers: Mapping[str, str]) -> None:
@@ -173,6 +178,8 @@ class Connection:
     def getresponse(self) -> tuple[int, dict[str, str], _Body]:
         fp = self.sock.makefile("rb")
         line = fp.readline(65537)
+        if not line:
+            raise NoResponse("the daemon closed the connection without a response")
         parts = line.decode("latin-1").split(" ", 2)
         if len(parts) < 2 or not parts[0].startswith("HTTP/") or not parts[1].isdigit():
             raise HTTPError(f"malformed status line {line[:80]!r}")
@@ -190,6 +197,48 @@ class Connection:
         self.sock.close()
 
 
+def connect(host: Host, timeout: float | None = None, ssl_context: ssl.SSLContext | None = None
+            ) -> socket.socket:
+    """A connected stream socket; with ``ssl_context`` (tcp) the TLS handshake is done on return.
+    A failed handshake raises ``TLSFailure``; other failures the ``OSError`` of the connect."""
+    if host.scheme == "unix":
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        target: Any = host.address
+    else:
+        sock = socket.socket(socket.AF_INET6 if ":" in host.address else socket.AF_INET)
+        target = (host.address, host.port)
+    if timeout is not None:
+        sock.settimeout(timeout)
+    try:
+        sock.connect(target)
+    except OSError:
+        sock.close()
+        raise
+    if ssl_context is None or host.scheme != "tcp":
+        return sock
+    try:
+        return ssl_context.wrap_socket(sock, server_hostname=host.address)
+    except OSError as exc:
+        sock.close()
+        if _is_tls_error(exc):
+            raise tls_failure(host, exc) from exc
+        raise
+
+
+def _is_tls_error(exc: BaseException) -> bool:
+    ssl = sys.modules.get("ssl")  # loaded whenever TLS is in use; never imported just to check
+    return ssl is not None and isinstance(exc, ssl.SSLError)
+
+
+def tls_failure(host: Host, exc: BaseException) -> TLSFailure:
+    from dockyard.client.tls import describe_failure
+    return TLSFailure(f"error during connect: TLS with {host.url} failed: {describe_failure(exc)}")
+
+
+def _body_error(exc: BaseException) -> errors.Unavailable:
+    return errors.Unavailable(f"error reading response from daemon: {exc}")
+
+
 class Response:
     """A response whose status was already checked; body read on demand."""
 
@@ -202,6 +251,8 @@ class Response:
     def read(self) -> bytes:
         try:
             return self.body.read()
+        except (OSError, HTTPError) as exc:
+            raise _body_error(exc) from exc
         finally:
             self.conn.close()
 
@@ -212,7 +263,10 @@ class Response:
     def iter_chunks(self, size: int = 65536) -> Iterator[bytes]:
         try:
             while True:
-                chunk = self.body.read1(size)
+                try:
+                    chunk = self.body.read1(size)
+                except (OSError, HTTPError) as exc:  # the daemon went away mid-stream
+                    raise _body_error(exc) from exc
                 if not chunk:
                     return
                 yield chunk
@@ -248,7 +302,15 @@ class Transport:
     def __init__(self, host: Host, timeout: float | None = None) -> None:
         self.host = host
         self.timeout = timeout
+        self._ssl_context: ssl.SSLContext | None = None
 
+    def ssl_context(self) -> ssl.SSLContext | None:
+        """The client TLS context (built once, on first use), for tcp hosts with TLS settings."""
+        if self.host.tls is None or self.host.scheme != "tcp":
+            return None
+        if self._ssl_context is None:
+            self._ssl_context = self.host.tls.context()
+        return self._ssl_context
 
     def unreachable(self, exc: OSError | None = None) -> DaemonUnreachable:
         err = DaemonUnreachable(
@@ -290,8 +352,9 @@ class Transport:
             hdrs.update(headers)
         if hasattr(data, "read") and "Content-Length" not in hdrs:
             hdrs["Transfer-Encoding"] = "chunked"
+        ctx = self.ssl_context()
         try:
-            conn = Connection(self.host, self.timeout)
+            conn = Connection(self.host, self.timeout, ctx)
         except (FileNotFoundError, ConnectionRefusedError, ConnectionResetError) as exc:
             raise self.unreachable(exc) from exc
         except OSError as exc:
@@ -302,6 +365,8 @@ class Transport:
             conn.request(method, self.url(path, params), data, hdrs)
         except OSError as exc:
             conn.close()
+            if _is_tls_error(exc):
+                raise tls_failure(self.host, exc) from exc
             raise errors.Unavailable(f"error sending request to daemon: {exc}") from exc
         return conn, method
 
@@ -314,6 +379,17 @@ class Transport:
                 raise api_error(status, _error_message(data, status))
         except (OSError, HTTPError, ValueError) as exc:
             conn.close()
+            if _is_tls_error(exc):
+                raise tls_failure(self.host, exc) from exc
+            if isinstance(exc, NoResponse) and self.host.scheme == "tcp":
+                if self.host.tls is not None:  # a daemon refusing our certificate may just hang up
+                    raise TLSFailure(
+                        f"error during connect: TLS with {self.host.url} failed: the daemon closed the "
+                        "connection without answering (most likely it did not accept the client certificate: "
+                        "it wants one signed by its CA, see --tlscert/--tlskey or DOCKER_CERT_PATH)") from exc
+                raise errors.Unavailable(
+                    f"the daemon at {self.host.url} closed the connection without answering; if it "
+                    "listens with TLS, pass --tlsverify (and --tlscacert/--tlscert/--tlskey)") from exc
             raise errors.Unavailable(f"error reading response from daemon: {exc}") from exc
         return Response(conn, status, headers, body)
 
@@ -326,29 +402,29 @@ class Transport:
             socket.socket, bytes]:
         """POST with ``Upgrade: tcp``; returns the raw socket and bytes already read past the
         headers. Accepts 101 (and 200 from daemons that do not switch protocols)."""
-        if self.host.scheme == "unix":
-            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            target: Any = self.host.address
-        else:
-            sock = socket.socket(socket.AF_INET6 if ":" in self.host.address else socket.AF_INET)
-            target = (self.host.address, self.host.port)
+        ctx = self.ssl_context()
         try:
-            sock.connect(target)
+            sock = connect(self.host, None, ctx)
         except OSError as exc:
-            sock.close()
             raise self.unreachable(exc) from exc
         data = json.dumps(body).encode() if body is not None else b""
         head = (f"POST {self.url(path, params)} HTTP/1.1\r\nHost: api\r\nUser-Agent: {USER_AGENT}\r\n"
                 f"Connection: Upgrade\r\nUpgrade: tcp\r\nContent-Type: application/json\r\n"
                 f"Content-Length: {len(data)}\r\n\r\n")
-        sock.sendall(head.encode() + data)
         buf = b""
-        while b"\r\n\r\n" not in buf:
-            chunk = sock.recv(65536)
-            if not chunk:
-                sock.close()
-                raise errors.Unavailable("daemon closed the connection during attach")
-            buf += chunk
+        try:
+            sock.sendall(head.encode() + data)
+            while b"\r\n\r\n" not in buf:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    sock.close()
+                    raise errors.Unavailable("daemon closed the connection during attach")
+                buf += chunk
+        except OSError as exc:
+            sock.close()
+            if _is_tls_error(exc):
+                raise tls_failure(self.host, exc) from exc
+            raise errors.Unavailable(f"error during attach: {exc}") from exc
         header, _, rest = buf.partition(b"\r\n\r\n")
         lines = header.decode("latin-1").split("\r\n")
         parts = lines[0].split(" ", 2)
@@ -398,6 +474,7 @@ def _error_message(data: bytes, status: int) -> str:
     return text or f"daemon returned HTTP {status}"
 
 
-def host_from_env(flag: str | None) -> Host:
-    """``-H`` flag, else ``DOCKYARD_HOST``, else the default socket."""
-    return parse_host(flag or os.environ.get("DOCKYARD_HOST") or DEFAULT_HOST)
+def host_from_env(flag: str | None, tls: TLSSettings | None = None) -> Host:
+    """``-H`` flag, else ``DOCKYARD_HOST``, else the default socket; ``tls`` applies to tcp hosts."""
+    host = parse_host(flag or os.environ.get("DOCKYARD_HOST") or DEFAULT_HOST)
+    return host._replace(tls=tls) if tls is not None and host.scheme == "tcp" else host

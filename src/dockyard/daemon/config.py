@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import grp
 import ipaddress
 import json
 import re
@@ -19,6 +20,8 @@ DEFAULT_HOST = "unix:///run/dockyard/dockyard.sock"
 DEFAULT_DATA_ROOT = "/var/lib/dockyard"
 DEFAULT_EXEC_ROOT = "/run/dockyard"
 DEFAULT_RUNTIME = "dockyard-runtime"
+# group given the API socket (root:<group> 0660) when it exists on the host; else root only
+DEFAULT_GROUP = "dockyard"
 LOG_LEVELS = ("debug", "info", "warn", "error", "fatal")
 
 # config-file key → argparse dest; everything else in the file is refused.
@@ -28,7 +31,7 @@ _FILE_KEYS = {
     "log-opts": "log_opts", "tls": "tls", "tlsverify": "tlsverify", "tlscacert": "tlscacert",
     "tlscert": "tlscert", "tlskey": "tlskey", "insecure-registries": "insecure_registries",
     "registry-mirrors": "registry_mirrors", "default-registry": "default_registry",
-    "bridge": "bridge", "firewall-table": "firewall_table",
+    "bridge": "bridge", "firewall-table": "firewall_table", "group": "group",
 }
 
 
@@ -74,6 +77,8 @@ class DaemonConfig:
     default_registry: str = ""
     bridge: str = "dy0"
     firewall_table: str = "dockyard"
+    group: str = DEFAULT_GROUP       # the unix sockets' group, as asked for
+    socket_gid: int | None = None    # its gid; None: the sockets stay root:root (root only)
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -127,6 +132,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-l", "--log-level", dest="log_level", choices=LOG_LEVELS)
     p.add_argument("--log-opt", dest="log_opts", action="append", metavar="KEY=VALUE")
     p.add_argument("--config-file", dest="config_file")
+    p.add_argument("-G", "--group", dest="group", metavar="GROUP",
+                   help=f"group owning the unix socket(s), mode 0660 (default {DEFAULT_GROUP} when it exists; "
+                        "\"\" for root only)")
     p.add_argument("--tls", dest="tls", action="store_const", const=True)
     p.add_argument("--tlsverify", dest="tlsverify", action="store_const", const=True)
     p.add_argument("--tlscacert", dest="tlscacert")
@@ -201,6 +209,26 @@ def _file_value(key: str, value: Any) -> Any:
     return value
 
 
+def resolve_group(name: str | None) -> tuple[str, int | None]:
+    """The socket group and its gid. The default group is optional (absent: root only, as dockerd
+    does with "docker"); a group asked for by name must exist; a number is taken as a gid."""
+    if name is None:
+        try:
+            return DEFAULT_GROUP, grp.getgrnam(DEFAULT_GROUP).gr_gid
+        except KeyError:
+            return DEFAULT_GROUP, None
+    if not name:
+        return "", None
+    try:
+        return name, grp.getgrnam(name).gr_gid
+    except KeyError:
+        pass
+    if name.isdigit():
+        return name, int(name)
+    raise InvalidArgument(f"group {name!r} for the API socket does not exist: create it (groupadd {name}) "
+                          "or name another with -G/--group")
+
+
 def load_config(argv: list[str]) -> DaemonConfig:
     """Parse flags, merge the config file (a key set in both is refused, as dockerd does), validate."""
     args = vars(build_parser().parse_args(argv))
@@ -218,6 +246,7 @@ def load_config(argv: list[str]) -> DaemonConfig:
             raise InvalidArgument("the following directives are specified both as a flag and in the "
                                   "configuration file: " + ", ".join(conflicts))
     tls = bool(args["tls"] or args["tlsverify"])
+    group, socket_gid = resolve_group(args["group"])
     hosts = [parse_host(h, tls) for h in (args["hosts"] or [DEFAULT_HOST])]
     exec_root = Path(args["exec_root"] or DEFAULT_EXEC_ROOT)
     runtimes = builtin_runtimes()
@@ -246,6 +275,7 @@ def load_config(argv: list[str]) -> DaemonConfig:
         registry_mirrors=[m.rstrip("/") for m in args["registry_mirrors"] or []],
         default_registry=args["default_registry"] or "",
         bridge=args["bridge"] or "dy0", firewall_table=args["firewall_table"] or "dockyard",
+        group=group, socket_gid=socket_gid,
     )
     check_tls(cfg)
     return cfg

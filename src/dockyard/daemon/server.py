@@ -16,6 +16,7 @@ from aiohttp import web
 
 from dockyard.api.app import build_app
 from dockyard.daemon.config import DaemonConfig, Listener
+from dockyard.daemon.tlsrelay import TLSRelaySite
 from dockyard.errors import FailedPrecondition, InvalidArgument
 
 log = logging.getLogger("dockyard.daemon")
@@ -108,7 +109,8 @@ async def serve(cfg: DaemonConfig) -> None:
             try:
                 # The engine is open before any socket exists: a connect succeeds only when ready.
                 for host in cfg.hosts:
-                    created += await _listen(runner, host, ctx)
+                    created += await _listen(runner, host, ctx, cfg.socket_gid)
+                _warn_about_exposure(cfg)
                 write_pidfile(cfg.pidfile)
                 created.append(cfg.pidfile)
                 log.info("API listen on %s", ", ".join(str(h) for h in cfg.hosts))
@@ -125,7 +127,25 @@ async def serve(cfg: DaemonConfig) -> None:
         lock.release()
 
 
-async def _listen(runner: web.AppRunner, host: Listener, ctx: ssl.SSLContext | None) -> list[Path]:
+def _warn_about_exposure(cfg: DaemonConfig) -> None:
+    """Say who can reach the API: the socket group, and every TCP listener without client certificates."""
+    if any(h.scheme == "unix" for h in cfg.hosts):
+        if cfg.socket_gid is not None:
+            log.info("API socket group: %s (gid %d): its members have root-equivalent access",
+                     cfg.group or "-", cfg.socket_gid)
+        elif cfg.group:
+            log.info("group %s does not exist: the API socket is root only (root:root 0660)", cfg.group)
+    if cfg.tlsverify:
+        return
+    for host in cfg.hosts:
+        if host.scheme == "tcp":  # off-loopback without --tlsverify was refused by check_tls
+            log.warning("API listens on %s without TLS client verification: any user or process on this "
+                        "host can connect and gets root-equivalent control; use the unix socket or --tlsverify",
+                        host)
+
+
+async def _listen(runner: web.AppRunner, host: Listener, ctx: ssl.SSLContext | None,
+                  gid: int | None = None) -> list[Path]:
     if host.scheme == "unix":
         path = Path(host.address)
         _prepare_unix_path(path)
@@ -134,9 +154,18 @@ async def _listen(runner: web.AppRunner, host: Listener, ctx: ssl.SSLContext | N
             await web.UnixSite(runner, str(path)).start()
         finally:
             os.umask(old)
-        os.chmod(path, 0o660)
+        try:
+            if gid is not None:
+                os.chown(path, -1, gid)  # root:<group> (the daemon is root), still 0660
+            os.chmod(path, 0o660)
+        except OSError as exc:
+            path.unlink(missing_ok=True)
+            raise FailedPrecondition(f"cannot set owner/mode of API socket {path}: {exc.strerror}") from exc
         return [path]
-    await web.TCPSite(runner, host.address, host.port, ssl_context=ctx).start()
+    if ctx is not None:  # TLS terminated by the relay: hijacked streams keep their half-close
+        await TLSRelaySite(runner, host.address, host.port, ctx).start()
+    else:
+        await web.TCPSite(runner, host.address, host.port).start()
     return []
 
 

@@ -46,3 +46,42 @@ def test_detach_matcher() -> None:
     assert m.feed(b"\x11after") == (b"", True)        # split across reads, still detaches
     m2 = DetachMatcher(b"\x10\x11")
     assert m2.feed(b"\x10\x10\x11") == (b"\x10", True)
+
+
+def _reference_feed(keys: bytes, held: bytes, data: bytes) -> tuple[bytes, bool, bytes]:
+    """Byte at a time: the obvious matcher the fast one must agree with."""
+    out = bytearray()
+    for b in data:
+        candidate = held + bytes([b])
+        if keys.startswith(candidate):
+            if candidate == keys:
+                return bytes(out), True, b""
+            held = candidate
+            continue
+        out += held
+        held = b""
+        if keys.startswith(bytes([b])):
+            if len(keys) == 1:
+                return bytes(out), True, b""
+            held = bytes([b])
+        else:
+            out.append(b)
+    return bytes(out), False, held
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_detach_matcher_agrees_with_bytewise_reference(seed: int) -> None:
+    import random
+    rnd = random.Random(seed)
+    keys = bytes(rnd.choice([b"\x10\x11", b"\x10\x10\x11", b"\x01", b"ab"]))
+    data = bytes(rnd.choice(b"\x10\x11\x01ab-xyz") for _ in range(400))
+    m, held = DetachMatcher(keys), b""
+    pos = 0
+    while pos < len(data):
+        chunk = data[pos:pos + rnd.randint(1, 50)]
+        pos += len(chunk)
+        got = m.feed(chunk)
+        want, detached, held = _reference_feed(keys, held, chunk)
+        assert got == (want, detached)
+        if detached:
+            break

@@ -73,7 +73,19 @@ class DetachMatcher:
     def feed(self, data: bytes) -> tuple[bytes, bool]:
         """Returns (bytes to forward, detached). Bytes after a detach sequence are dropped."""
         out = bytearray()
-        for b in data:
+        first = self.keys[:1]
+        i, n = 0, len(data)
+        while i < n:
+            if not self._held:
+                # bulk-copy up to the next possible start of the sequence: stdin is often megabytes
+                j = data.find(first, i)
+                if j < 0:
+                    out += data[i:]
+                    break
+                out += data[i:j]
+                i = j
+            b = data[i]
+            i += 1
             candidate = self._held + bytes([b])
             if self.keys.startswith(candidate):
                 if candidate == self.keys:

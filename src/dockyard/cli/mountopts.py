@@ -12,40 +12,8 @@ import sys
 import time
 from typing import Any
 
-from dockyard.cli.netopts import flag_error
+from dockyard.cli.netopts import add_bool_flag, flag_error, go_bool
 from dockyard.errors import InvalidArgument
-
-GO_TRUE = ("1", "t", "T", "TRUE", "true", "True")
-GO_FALSE = ("0", "f", "F", "FALSE", "false", "False")
-
-
-def go_bool(text: str) -> bool:
-    """strconv.ParseBool; ValueError for anything else."""
-    if text in GO_TRUE:
-        return True
-    if text in GO_FALSE:
-        return False
-    raise ValueError(text)
-
-
-class GoBoolFlag(argparse.Action):
-    """A pflag bool: ``--x`` or ``--x=false``; it never takes the next word."""
-
-    def __init__(self, option_strings: list[str], dest: str, **kw: Any) -> None:
-        super().__init__(option_strings, dest, nargs=0, **kw)
-
-    def __call__(self, parser: argparse.ArgumentParser, ns: argparse.Namespace, values: Any,
-                 option_string: str | None = None) -> None:
-        setattr(ns, self.dest, not (option_string or "").endswith(tuple("=" + f for f in GO_FALSE)))
-
-
-def add_bool_flag(p: argparse.ArgumentParser, name: str) -> None:
-    # argparse matches a whole registered option string before splitting at '=': register each
-    # "--x=<bool>" spelling as an option of its own
-    dest = name.lstrip("-").replace("-", "_")
-    p.add_argument(name, action=GoBoolFlag, dest=dest, default=False)
-    p.add_argument(*(f"{name}={v}" for v in GO_TRUE + GO_FALSE), action=GoBoolFlag, dest=dest,
-                   default=argparse.SUPPRESS, help=argparse.SUPPRESS)
 
 
 def add_storage_flags(p: argparse.ArgumentParser) -> None:

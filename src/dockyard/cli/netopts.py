@@ -1,10 +1,12 @@
 """Docker's parsers for networking values on the command line: IP and MAC addresses, port specs
 (go-connections' nat.ParsePortSpec), ``--add-host``/``--dns``/``--dns-search``/``--link`` values,
 the advanced ``--network`` syntax, endpoint settings, and the natural sort order docker prints
-names and port lists in. Pure functions; the error texts are Docker's."""
+names and port lists in; also the pflag-style values every command shares (Go bools, KEY=VALUE
+maps). Pure functions; the error texts are Docker's."""
 
 from __future__ import annotations
 
+import argparse
 import csv
 import functools
 import ipaddress
@@ -375,3 +377,47 @@ def _natural_cmp(x: str, y: str) -> int:
 def natural_sorted(items: Iterable[T], key: Callable[[T], str] = str) -> list[T]:
     cmp = functools.cmp_to_key(_natural_cmp)
     return sorted(items, key=lambda item: cmp(key(item)))
+
+
+# ---------------------------------------------------------------- pflag-style values shared by the commands
+
+GO_TRUE = ("1", "t", "T", "TRUE", "true", "True")
+GO_FALSE = ("0", "f", "F", "FALSE", "false", "False")
+
+
+def go_bool(text: str) -> bool:
+    """strconv.ParseBool; ValueError for anything else."""
+    if text in GO_TRUE:
+        return True
+    if text in GO_FALSE:
+        return False
+    raise ValueError(text)
+
+
+class GoBoolFlag(argparse.Action):
+    """A pflag bool: ``--x`` or ``--x=false``; unlike ``nargs='?'`` it never eats the next word."""
+
+    def __init__(self, option_strings: list[str], dest: str, **kw: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, **kw)
+
+    def __call__(self, parser: argparse.ArgumentParser, ns: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        setattr(ns, self.dest, not (option_string or "").endswith(tuple("=" + f for f in GO_FALSE)))
+
+
+def add_bool_flag(p: argparse.ArgumentParser, name: str, default: bool | None = False) -> None:
+    # argparse matches a whole registered option string before splitting at '=', so each
+    # spelling of "--x=<bool>" is registered as an option of its own
+    dest = name.lstrip("-").replace("-", "_")
+    p.add_argument(name, action=GoBoolFlag, dest=dest, default=default)
+    p.add_argument(*(f"{name}={v}" for v in GO_TRUE + GO_FALSE), action=GoBoolFlag, dest=dest,
+                   default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+
+
+def kv_map(items: list[str]) -> dict[str, str]:
+    """pflag MapOpts: KEY=VALUE, a bare KEY meaning an empty value; keys sorted as Go encodes a map."""
+    out: dict[str, str] = {}
+    for item in items:
+        key, _, value = item.partition("=")
+        out[key] = value
+    return dict(sorted(out.items()))

@@ -14,53 +14,23 @@ from dockyard import errors
 from dockyard.cli import formatting as fmt
 from dockyard.cli.containers import _daemon_err, confirm, parse_filters
 from dockyard.cli.netopts import (
+    add_bool_flag,
     check_link,
     endpoint_settings,
     flag_error,
     ipam_config,
     join_host_port,
+    kv_map,
     natural_sorted,
     parse_ip,
     parse_uint16,
 )
 from dockyard.client.api import Client
 
-_GO_TRUE = ("1", "t", "T", "TRUE", "true", "True")
-_GO_FALSE = ("0", "f", "F", "FALSE", "false", "False")
-
-
-class _GoBool(argparse.Action):
-    """A pflag bool: ``--x`` or ``--x=false``; unlike ``nargs='?'`` it never eats the next word."""
-
-    def __init__(self, option_strings: list[str], dest: str, **kw: Any) -> None:
-        super().__init__(option_strings, dest, nargs=0, **kw)
-
-    def __call__(self, parser: argparse.ArgumentParser, ns: argparse.Namespace, values: Any,
-                 option_string: str | None = None) -> None:
-        setattr(ns, self.dest, not (option_string or "").endswith(tuple("=" + f for f in _GO_FALSE)))
-
-
-def _bool_flag(p: argparse.ArgumentParser, name: str, default: bool | None = False) -> None:
-    # argparse matches a whole registered option string before splitting at '=', so each
-    # spelling of "--x=<bool>" is registered as an option of its own
-    dest = name.lstrip("-").replace("-", "_")
-    p.add_argument(name, action=_GoBool, dest=dest, default=default)
-    p.add_argument(*(f"{name}={v}" for v in _GO_TRUE + _GO_FALSE), action=_GoBool, dest=dest,
-                   default=argparse.SUPPRESS, help=argparse.SUPPRESS)
-
 
 def _csv_values(items: list[str]) -> list[str]:
     """pflag StringSlice: repeatable, and each value may hold several, comma-separated."""
     return [v for item in items if item for v in item.split(",")]
-
-
-def _kv_map(items: list[str]) -> dict[str, str]:
-    """pflag MapOpts: KEY=VALUE, a bare KEY meaning an empty value."""
-    out: dict[str, str] = {}
-    for item in items:
-        key, _, value = item.partition("=")
-        out[key] = value
-    return out
 
 
 # ---------------------------------------------------------------- create
@@ -70,12 +40,12 @@ def add_create(p: argparse.ArgumentParser) -> None:
     p.add_argument("-d", "--driver", default="bridge")
     p.add_argument("-o", "--opt", action="append", default=[])
     p.add_argument("-l", "--label", action="append", default=[])
-    _bool_flag(p, "--internal")
-    _bool_flag(p, "--ipv4", None)
-    _bool_flag(p, "--ipv6", None)
-    _bool_flag(p, "--attachable")
-    _bool_flag(p, "--ingress")
-    _bool_flag(p, "--config-only")
+    add_bool_flag(p, "--internal")
+    add_bool_flag(p, "--ipv4", None)
+    add_bool_flag(p, "--ipv6", None)
+    add_bool_flag(p, "--attachable")
+    add_bool_flag(p, "--ingress")
+    add_bool_flag(p, "--config-only")
     p.add_argument("--scope", default="")
     p.add_argument("--config-from", default="")
     p.add_argument("--ipam-driver", default="default")
@@ -165,19 +135,19 @@ def create_network_body(a: argparse.Namespace) -> dict[str, Any]:
     """POST /networks/create as docker 25+ sends it at API >= 1.44 (no CheckDuplicate)."""
     labels = [_network_label(v) for v in a.label]
     pools = ipam_pools(_csv_values(a.subnet), _csv_values(a.ip_range), _csv_values(a.gateway),
-                       _kv_map(a.aux_address))
+                       kv_map(a.aux_address))
     body: dict[str, Any] = {"Driver": a.driver, "Scope": a.scope}
     if a.ipv4 is not None:
         body["EnableIPv4"] = a.ipv4
     if a.ipv6 is not None:
         body["EnableIPv6"] = a.ipv6
     body.update({
-        "IPAM": {"Driver": a.ipam_driver, "Options": dict(sorted(_kv_map(a.ipam_opt).items())),
+        "IPAM": {"Driver": a.ipam_driver, "Options": kv_map(a.ipam_opt),
                  "Config": pools},
         "Internal": a.internal, "Attachable": a.attachable, "Ingress": a.ingress,
         "ConfigOnly": a.config_only, "ConfigFrom": {"Network": a.config_from} if a.config_from else None,
-        "Options": dict(sorted(_kv_map(a.opt).items())),
-        "Labels": dict(sorted(_kv_map(labels).items())),
+        "Options": kv_map(a.opt),
+        "Labels": kv_map(labels),
         "Name": a.name,
     })
     return body

@@ -18,6 +18,7 @@ from dockyard.cli.netopts import (
     endpoint_settings,
     extra_host,
     is_user_defined,
+    kv_map,
     parse_network,
     port_specs,
 )
@@ -198,14 +199,6 @@ def nano_cpus(text: str) -> int:
     return round(value * 1e9)
 
 
-def labels(items: list[str]) -> dict[str, str]:
-    out = {}
-    for item in items:
-        key, _, value = item.partition("=")
-        out[key] = value
-    return out
-
-
 # HostConfig fields docker sends as null when unset (the others that are None are left out)
 _SENT_AS_NULL = ("Binds", "VolumesFrom")
 
@@ -274,7 +267,7 @@ def create_body(a: argparse.Namespace, image: str, cmd: list[str],
         "WorkingDir": a.workdir,
         "Entrypoint": [a.entrypoint] if a.entrypoint is not None else None,
         "OnBuild": None,
-        "Labels": labels(a.label),
+        "Labels": kv_map(a.label),
         "HostConfig": {k: v for k, v in host_config.items() if v is not None or k in _SENT_AS_NULL},
         "NetworkingConfig": {"EndpointsConfig": endpoints},
     }

@@ -10,7 +10,7 @@ from typing import Any
 from dockyard import errors
 from dockyard.cli import formatting as fmt
 from dockyard.cli.containers import confirm
-from dockyard.cli.netopts import flag_error, natural_sorted
+from dockyard.cli.netopts import flag_error, kv_map, natural_sorted
 from dockyard.client.api import Client
 from dockyard.client.transport import DaemonUnreachable
 
@@ -26,15 +26,6 @@ def parse_filter_flag(items: list[str], flag: str) -> dict[str, list[str]]:
             raise flag_error(item, flag, "bad format of filter (expected name=value)")
         out.setdefault(key.strip().lower(), []).append(value.strip())
     return out
-
-
-def kv_map(items: list[str]) -> dict[str, str]:
-    """KEY=VALUE pairs (a bare KEY is an empty value), keys sorted as Go encodes a map."""
-    out: dict[str, str] = {}
-    for item in items:
-        key, _, value = item.partition("=")
-        out[key] = value
-    return dict(sorted(out.items()))
 
 
 def _label(value: str) -> str:

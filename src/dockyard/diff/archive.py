@@ -96,14 +96,21 @@ class _TreeWriter:
             elif stat.S_ISLNK(mode):
                 ti.type, ti.linkname = tarfile.SYMTYPE, os.readlink(full)
                 self.tf.addfile(ti)
-            elif stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
-                ti.type = tarfile.CHRTYPE if stat.S_ISCHR(mode) else tarfile.BLKTYPE
-                ti.devmajor, ti.devminor = os.major(st.st_rdev), os.minor(st.st_rdev)
-                self.tf.addfile(ti)
-            elif stat.S_ISFIFO(mode):
-                ti.type = tarfile.FIFOTYPE
+            elif special_node(ti, st):
                 self.tf.addfile(ti)
             # sockets are not archived (as Docker does)
+
+
+def special_node(ti: tarfile.TarInfo, st: os.stat_result) -> bool:
+    """Make ``ti`` the entry of a device node or fifo; False for anything else."""
+    if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode):
+        ti.type = tarfile.CHRTYPE if stat.S_ISCHR(st.st_mode) else tarfile.BLKTYPE
+        ti.devmajor, ti.devminor = os.major(st.st_rdev), os.minor(st.st_rdev)
+        return True
+    if stat.S_ISFIFO(st.st_mode):
+        ti.type = tarfile.FIFOTYPE
+        return True
+    return False
 
 
 def _write_tree(top: str | os.PathLike[str], out: BinaryIO, overlay: bool) -> Digest:

@@ -13,6 +13,7 @@ import tarfile
 from collections.abc import Iterator
 from typing import BinaryIO, cast
 
+from dockyard.diff.archive import special_node
 from dockyard.engine.ctrfs import ContainerFS, Frame, reopen
 
 
@@ -96,11 +97,6 @@ class TarWriter:
         elif stat.S_ISLNK(mode):
             ti.type, ti.linkname = tarfile.SYMTYPE, os.readlink("", dir_fd=frame.fd)
             self.tf.addfile(ti)
-        elif stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
-            ti.type = tarfile.CHRTYPE if stat.S_ISCHR(mode) else tarfile.BLKTYPE
-            ti.devmajor, ti.devminor = os.major(st.st_rdev), os.minor(st.st_rdev)
-            self.tf.addfile(ti)
-        elif stat.S_ISFIFO(mode):
-            ti.type = tarfile.FIFOTYPE
+        elif special_node(ti, st):
             self.tf.addfile(ti)
         return False

@@ -31,6 +31,7 @@ from dockyard.network.dns import EmbeddedDNS
 log = logging.getLogger(__name__)
 DNS_ADDRESS = "127.0.0.11"
 HOST_RESOLV = Path("/etc/resolv.conf")
+BUILTIN_NETWORKS = ("bridge", "host", "none")
 SHARED = "Container sharing network namespace with another container or host cannot be connected " \
          "to any other network"
 
@@ -54,7 +55,8 @@ class Endpoints:
         self.store = store
         self.dns = EmbeddedDNS(self._lookup, self._reverse, self._upstreams)
         self._ports: dict[str, Reservation] = {}
-        self._dns_keys: set[str] = set()
+        self._dns_keys: dict[str, list[str]] = {}          # served containers → their --dns servers
+        self._named: set[str] = set()                      # networks whose names resolve (user-defined)
         self._starting: dict[str, set[str]] = {}          # network id → containers between prepare and stop
         self._index: dict[str, dict[str, _Live]] = {}     # network id → container id → names
 
@@ -229,7 +231,7 @@ class Endpoints:
         _, first, first_net = bridged[0]
         await self._publish(rec, first, first_net, restore=False)
         if self._embedded_dns(rec):
-            await self._serve_dns(rec.id, ns)
+            await self._serve_dns(rec, ns)
         self._index_add(rec)
 
     async def _publish(self, rec: ContainerRecord, ep: EndpointSettings, net: NetworkRecord,
@@ -253,7 +255,8 @@ class Endpoints:
         self._ports[rec.id] = res
         rec.ports = shown_ports(chosen)
 
-    async def _serve_dns(self, cid: str, ns: str) -> None:
+    async def _serve_dns(self, rec: ContainerRecord, ns: str) -> None:
+        cid = rec.id
         udp = links.netns_socket(ns, socket.AF_INET, socket.SOCK_DGRAM)
         tcp = links.netns_socket(ns, socket.AF_INET, socket.SOCK_STREAM)
         try:
@@ -266,13 +269,13 @@ class Endpoints:
             tcp.close()
             raise
         await self.dns.add(cid, udp, tcp)
-        self._dns_keys.add(cid)
+        self._dns_keys[cid] = list(rec.host_config.dns)
 
     # -- stop -------------------------------------------------------------------------------
     async def teardown(self, rec: ContainerRecord) -> None:
         """Everything ``prepare``/``plumb`` made, gone; safe to call twice and after a crash."""
         if rec.id in self._dns_keys:
-            self._dns_keys.discard(rec.id)
+            self._dns_keys.pop(rec.id, None)
             with contextlib.suppress(Exception):
                 await self.dns.remove(rec.id)
         res = self._ports.pop(rec.id, None)
@@ -321,7 +324,7 @@ class Endpoints:
             new.ifname = spec.ifname
             rec.networks[net.name] = new
             if rec.id not in self._dns_keys and self._embedded_dns(rec):
-                await self._serve_dns(rec.id, ns)
+                await self._serve_dns(rec, ns)
         except BaseException:
             rec.networks.pop(net.name, None)
             if new.host_ifname:
@@ -375,7 +378,7 @@ class Endpoints:
                 await self._publish(rec, first, self._network(name, first), restore=True)
         if self._embedded_dns(rec) and rec.state.pid:
             with contextlib.suppress(DockyardError, OSError):
-                await self._serve_dns(rec.id, f"/proc/{rec.state.pid}/ns/net")
+                await self._serve_dns(rec, f"/proc/{rec.state.pid}/ns/net")
         self._index_add(rec)
 
     async def collect(self, busy: Callable[[str], bool]) -> None:
@@ -429,6 +432,8 @@ class Endpoints:
             names = {rec.name, rec.id[:12], rec.id, *ep.aliases}
             names |= {f"{n}.{name}" for n in list(names)}
             names |= {link.partition(":")[2] or link.partition(":")[0] for link in ep.links}
+            if name not in BUILTIN_NETWORKS:
+                self._named.add(ep.network_id)
             self._index.setdefault(ep.network_id, {})[rec.id] = _Live(
                 names={n.lower() for n in names if n}, addresses=addrs, ptr=f"{rec.name}.{name}")
 
@@ -440,10 +445,7 @@ class Endpoints:
         found: list[str] = []
         known = False
         for net_id, members in self._index.items():
-            if cid not in members:
-                continue
-            net = self.networks.store.get(net_id)
-            if net.builtin:
+            if cid not in members or net_id not in self._named:
                 continue
             for member in members.values():
                 if name in member.names:
@@ -460,11 +462,8 @@ class Endpoints:
         return None
 
     def _upstreams(self, cid: str) -> list[tuple[str, int]]:
-        try:
-            dns = self.store.get(cid).host_config.dns
-        except NotFound:
-            dns = []
-        if not dns:
+        dns = self._dns_keys.get(cid, [])
+        if not dns:   # read each time: the host's resolvers may change while containers run
             with contextlib.suppress(OSError):
                 dns = [ln.split()[1] for ln in HOST_RESOLV.read_text().splitlines()
                        if ln.split()[:1] == ["nameserver"] and len(ln.split()) > 1]

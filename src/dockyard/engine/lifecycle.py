@@ -321,7 +321,7 @@ class ContainerService(RestartPolicies, LiveRestore):
         if self.endpoints is not None:
             await self.endpoints.teardown(rec)
         if self.volumes is not None:
-            self.volumes.after_stop(rec, [r for r in self.store.all() if r.state.running])
+            self.volumes.after_stop(rec)
         self.store.save(rec)
         if rec.state.oom_killed:
             self.emit(rec, "oom")

@@ -8,7 +8,6 @@ is "in use" exactly while some container — running or not — references it, a
 
 from __future__ import annotations
 
-import builtins
 import contextlib
 import logging
 import secrets
@@ -178,15 +177,18 @@ class VolumeService:
                 raise InvalidArgument(f"failed to copy image content of {mp.destination} into volume "
                                       f"{mp.name}: {exc.strerror}") from exc
 
-    def after_stop(self, rec: ContainerRecord, running: builtins.list[ContainerRecord]) -> None:
+    def after_stop(self, rec: ContainerRecord) -> None:
         """Unmount device-backed volumes no other running container still uses."""
-        busy = {m.name for c in running if c.id != rec.id for m in c.mounts if m.type == "volume"}
-        for mp in rec.mounts:
-            if mp.type == "volume" and mp.name not in busy:
+        mounted = [m.name for m in rec.mounts if m.type == "volume"
+                   and (vol := self._row(m.name)) is not None and "type" in vol.options]
+        if not mounted:   # the common case: nothing to unmount, no need to look at other containers
+            return
+        busy = {m.name for c in self.store.all() if c.id != rec.id and c.state.running
+                for m in c.mounts if m.type == "volume"}
+        for name in mounted:
+            if name not in busy:
                 with contextlib.suppress(DockyardError):
-                    vol = self._row(mp.name)
-                    if vol is not None and "type" in vol.options:
-                        self.driver.unmount(mp.name)
+                    self.driver.unmount(name)
 
     def remove_anonymous(self, rec: ContainerRecord) -> None:
         """``rm -v``: the container's anonymous volumes go with it (named ones never do)."""

@@ -22,6 +22,11 @@ def label_match(labels: dict[str, str], wanted: list[str], unwanted: list[str] |
     return all(has(w) for w in wanted) and not any(has(u) for u in unwanted or [])
 
 
+def labels_match(labels: dict[str, str], filters: dict[str, list[str]]) -> bool:
+    """The ``label`` and ``label!`` filters of a list or prune request."""
+    return label_match(labels, filters.get("label", []), filters.get("label!", []))
+
+
 def _duration_or_time(value: str) -> float:
     """``until``/``since`` values: unix seconds, RFC 3339, or a Go duration ago (``10m``, ``1h30m``)."""
     try:

@@ -12,11 +12,11 @@ import asyncio
 import contextlib
 import ipaddress
 import secrets
-import time
 from collections.abc import Callable
 
 from dockyard.engine import records
 from dockyard.engine.containers import now_rfc3339, parse_rfc3339
+from dockyard.engine.filters import labels_match, until_match
 from dockyard.engine.types import IPAMPool, NetworkCreateOptions, NetworkRecord
 from dockyard.errors import (
     AlreadyExists,
@@ -298,11 +298,10 @@ class NetworkService:
 
     async def prune(self, filters: dict[str, list[str]]) -> list[str]:
         removed = []
-        until = _until(filters.get("until", []))
         for rec in self.store.all():
-            if rec.builtin or self.in_use(rec.id) or not match_labels(rec.labels, filters):
+            if rec.builtin or self.in_use(rec.id) or not labels_match(rec.labels, filters):
                 continue
-            if until is not None and parse_rfc3339(rec.created) >= until:
+            if not until_match(parse_rfc3339(rec.created), filters.get("until", [])):
                 continue
             try:
                 await self.remove(rec.id)
@@ -336,34 +335,7 @@ class NetworkService:
                 want = filters["dangling"][0].lower() in ("1", "true")
                 if want != (not rec.builtin and not self.in_use(rec.id)):
                     continue
-            if not match_labels(rec.labels, filters):
+            if not labels_match(rec.labels, filters):
                 continue
             out.append(rec)
         return out
-
-
-def match_labels(labels: dict[str, str], filters: dict[str, list[str]]) -> bool:
-    def has(spec: str) -> bool:
-        key, eq, value = spec.partition("=")
-        return key in labels and (not eq or labels[key] == value)
-    return all(has(s) for s in filters.get("label", [])) and \
-        not any(has(s) for s in filters.get("label!", []))
-
-
-def _until(values: list[str]) -> float | None:
-    if not values:
-        return None
-    value = values[0]
-    try:
-        return float(value)
-    except ValueError:
-        pass
-    try:
-        return parse_rfc3339(value)
-    except (ValueError, DockyardError):
-        pass
-    units = {"s": 1, "m": 60, "h": 3600}
-    if value[:-1].isdigit() and value[-1] in units:
-        return time.time() - int(value[:-1]) * units[value[-1]]
-    raise InvalidArgument(f"invalid filter 'until={value}'")
-

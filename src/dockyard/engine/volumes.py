@@ -17,7 +17,7 @@ from pathlib import Path
 
 from dockyard.engine import records
 from dockyard.engine.containers import ContainerStore, now_rfc3339, parse_rfc3339
-from dockyard.engine.networks import match_labels
+from dockyard.engine.filters import labels_match
 from dockyard.engine.rootfs import resolve_in_root
 from dockyard.engine.types import ContainerRecord, VolumeRecord
 from dockyard.errors import Conflict, DockyardError, InvalidArgument, NotFound
@@ -119,7 +119,7 @@ class VolumeService:
         for rec in self.all():
             if (not everything and not rec.anonymous) or self.users(rec.name, containers):
                 continue
-            if not match_labels(rec.labels, filters):
+            if not labels_match(rec.labels, filters):
                 continue
             size = self.driver.size(rec.name)
             try:
@@ -147,7 +147,7 @@ class VolumeService:
                     raise InvalidArgument(f"invalid filter 'dangling={filters['dangling'][0]}'")
                 if (value in ("1", "true")) != (not self.users(rec.name, containers)):
                     continue
-            if not match_labels(rec.labels, filters):
+            if not labels_match(rec.labels, filters):
                 continue
             out.append(rec)
         return out

@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -78,6 +79,12 @@ def start_daemon(base: Path, *extra: str) -> LiveDaemon:
     sock = exec_root / "dockyard.sock"
     log = base / "dockyardd.log"
     data_root.mkdir(parents=True, exist_ok=True)
+    # pytest's temp dirs are 0700; a user namespace's root must pass through them to its bundle,
+    # as it passes through /var/lib on a real host
+    for parent in data_root.parents:
+        if str(parent) in ("/", tempfile.gettempdir()):
+            break
+        parent.chmod(parent.stat().st_mode | 0o001)
     with open(log, "wb") as logf:
         proc = subprocess.Popen(
             [str(BIN / "dockyardd"), "-H", f"unix://{sock}", "--data-root", str(data_root),

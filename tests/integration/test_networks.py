@@ -119,7 +119,7 @@ def test_published_port_is_served_on_host_loopback(daemon: LiveDaemon) -> None:
     cid = daemon.docker("run", "-d", "--name", name, "-p", f"127.0.0.1:{port}:80", "busybox",
                         "sh", "-c", HTTPD).stdout.decode().strip()
     try:
-        body = _get(f"http://127.0.0.1:{port}/")
+        body = _get_retry(f"http://127.0.0.1:{port}/")   # the httpd may still be starting
         assert body.strip() == f"hello-{cid[:12]}"
         assert daemon.docker("port", name).stdout.decode().strip() == f"80/tcp -> 127.0.0.1:{port}"
         # a second container cannot take the same host port; nothing of it is left behind

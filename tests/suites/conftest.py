@@ -22,6 +22,9 @@ from typing import Any
 
 import pytest
 
+from dockyard.engine.seccomp import default_profile
+from dockyard.engine.security import DEFAULT_CAPS, MASKED_PATHS, READONLY_PATHS
+
 CGROUP_PARENT = "dockyard-test"
 BUSYBOX = "/bin/busybox"
 
@@ -55,10 +58,9 @@ while True:
 
 
 def default_spec(args: list[str], cid: str) -> dict[str, Any]:
-    """A spec shaped like runc's/Docker's defaults (no seccomp, no apparmor)."""
-    caps = ["CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD", "CAP_NET_RAW",
-            "CAP_SETGID", "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP", "CAP_NET_BIND_SERVICE",
-            "CAP_SYS_CHROOT", "CAP_KILL", "CAP_AUDIT_WRITE"]
+    """The hardened defaults dockyardd gives a container: Docker's capability set, its default
+    seccomp profile, masked and read-only paths (no apparmor): every runtime test runs under them."""
+    caps = list(DEFAULT_CAPS)
     return {
         "ociVersion": "1.0.2",
         "process": {
@@ -91,10 +93,9 @@ def default_spec(args: list[str], cid: str) -> dict[str, Any]:
             "cgroupsPath": f"/{CGROUP_PARENT}/{cid}",
             "resources": {"devices": [{"allow": False, "access": "rwm"}]},
             "namespaces": [{"type": t} for t in ("pid", "network", "ipc", "uts", "mount", "cgroup")],
-            "maskedPaths": ["/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
-                            "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/sys/firmware",
-                            "/proc/scsi"],
-            "readonlyPaths": ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"],
+            "maskedPaths": list(MASKED_PATHS),
+            "readonlyPaths": list(READONLY_PATHS),
+            "seccomp": default_profile(caps),
         },
     }
 
@@ -199,6 +200,9 @@ class Runtime:
                                               "seccomp") else spec
             if key == "process":
                 spec["process"].update(value)
+                caps = (value.get("capabilities") or {}).get("bounding")
+                if caps is not None and "seccomp" not in patch:  # as the engine: profile follows caps
+                    spec["linux"]["seccomp"] = default_profile(caps)
             else:
                 target[key] = value
         (bundle / "config.json").write_text(json.dumps(spec, indent=1))
@@ -278,3 +282,27 @@ def kill_quietly(pid: int) -> None:
         os.kill(pid, signal.SIGKILL)
     except ProcessLookupError:
         pass
+
+
+@pytest.fixture
+def userns_runtime(runtime: Runtime) -> Iterator[Runtime]:
+    """``runtime`` with its bundles in a fresh directory that every user may search.
+
+    In a user namespace the container's root has no rights over host-owned directories, so (as runc
+    requires too) every directory above the rootfs and the bind sources must be searchable by
+    "other"; pytest's tmp_path is not. Checks and removes what it made, pass or fail.
+    """
+    import tempfile
+
+    base = Path(tempfile.mkdtemp(prefix="dyt-userns-", dir="/tmp"))
+    base.chmod(0o711)
+    runtime.tmp = base
+    try:
+        yield runtime
+    finally:
+        for c in runtime.containers:
+            c.cleanup()
+        mounts = mounts_under(base)
+        if not mounts:  # never rmtree through a leftover bind mount
+            shutil.rmtree(base, ignore_errors=True)
+        assert not mounts, f"mounts left behind: {mounts}"

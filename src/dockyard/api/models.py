@@ -17,10 +17,12 @@ from dockyard.api.models_networks import (
 )
 from dockyard.api.timefmt import human_status, unix_seconds
 from dockyard.api.validate import Fields
+from dockyard.engine.security import masked_paths, readonly_paths
 from dockyard.engine.types import (
     ContainerConfig,
     ContainerRecord,
     CreateOptions,
+    DeviceMapping,
     ExecConfig,
     ExecRecord,
     HealthConfig,
@@ -136,6 +138,15 @@ def _console_size(value: Any, where: str) -> tuple[int, int] | None:
     return (value[0], value[1])
 
 
+def _devices(f: Fields) -> list[DeviceMapping]:
+    out = []
+    for i, item in enumerate(f.dict_list("Devices")):
+        d = Fields(item, f"HostConfig.Devices[{i}]")
+        out.append(DeviceMapping(path_on_host=d.text("PathOnHost"), path_in_container=d.text("PathInContainer"),
+                                 cgroup_permissions=d.text("CgroupPermissions")))
+    return out
+
+
 def parse_host_config(f: Fields) -> HostConfig:
     log = f.sub("LogConfig")
     return HostConfig(
@@ -166,11 +177,17 @@ def parse_host_config(f: Fields) -> HostConfig:
         resources=parse_resources(f),
         sysctls=f.str_map("Sysctls"),
         ulimits=f.dict_list("Ulimits"),
+        devices=_devices(f),
+        device_cgroup_rules=f.str_list("DeviceCgroupRules"),
         group_add=f.str_list("GroupAdd"),
         oom_score_adj=f.integer("OomScoreAdj"),
         pid_mode=f.text("PidMode"),
         ipc_mode=f.text("IpcMode", "private") or "private",
         uts_mode=f.text("UTSMode"),
+        userns_mode=f.text("UsernsMode"),
+        cgroupns_mode=f.text("CgroupnsMode"),
+        masked_paths=f.str_list("MaskedPaths") if f.data.get("MaskedPaths") is not None else None,
+        readonly_paths=f.str_list("ReadonlyPaths") if f.data.get("ReadonlyPaths") is not None else None,
         console_size=_console_size(f.raw("ConsoleSize"), "HostConfig.ConsoleSize"),
     )
 
@@ -289,20 +306,23 @@ def render_host_config(h: HostConfig) -> dict[str, Any]:
                           "MaximumRetryCount": h.restart_policy.maximum_retry_count},
         "AutoRemove": h.auto_remove, "VolumeDriver": h.volume_driver, "VolumesFrom": h.volumes_from or None,
         "ConsoleSize": list(h.console_size or (0, 0)),
-        "CapAdd": h.cap_add or None, "CapDrop": h.cap_drop or None, "CgroupnsMode": "host",
+        "CapAdd": h.cap_add or None, "CapDrop": h.cap_drop or None, "CgroupnsMode": h.cgroupns_mode or "host",
         "Dns": h.dns, "DnsOptions": h.dns_options, "DnsSearch": h.dns_search,
         "ExtraHosts": h.extra_hosts or None, "GroupAdd": h.group_add or None, "IpcMode": h.ipc_mode,
         "Cgroup": "", "Links": h.links or None, "OomScoreAdj": h.oom_score_adj, "PidMode": h.pid_mode,
         "Privileged": h.privileged, "PublishAllPorts": h.publish_all_ports, "ReadonlyRootfs": h.readonly_rootfs,
-        "SecurityOpt": h.security_opt or None, "UTSMode": h.uts_mode, "UsernsMode": "",
+        "SecurityOpt": h.security_opt or None, "UTSMode": h.uts_mode, "UsernsMode": h.userns_mode,
         "ShmSize": h.shm_size or 67108864, "Runtime": h.runtime, "Isolation": "",
     }
     out.update(render_resources(h.resources))
     out["Ulimits"] = h.ulimits or None
+    out["Devices"] = [{"PathOnHost": d.path_on_host, "PathInContainer": d.path_in_container,
+                       "CgroupPermissions": d.cgroup_permissions} for d in h.devices]
+    out["DeviceCgroupRules"] = h.device_cgroup_rules or None
     if h.mounts:
         out["Mounts"] = h.mounts
-    out["MaskedPaths"] = [] if h.privileged else list(MASKED_PATHS)
-    out["ReadonlyPaths"] = [] if h.privileged else list(READONLY_PATHS)
+    out["MaskedPaths"] = masked_paths(h)
+    out["ReadonlyPaths"] = readonly_paths(h)
     if h.init is not None:
         out["Init"] = h.init
     if h.sysctls:
@@ -312,10 +332,6 @@ def render_host_config(h: HostConfig) -> dict[str, Any]:
     return out
 
 
-MASKED_PATHS = ("/proc/asound", "/proc/acpi", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
-                "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi",
-                "/sys/firmware", "/sys/devices/virtual/powercap")
-READONLY_PATHS = ("/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger")
 
 
 def render_mount(m: MountPoint) -> dict[str, Any]:

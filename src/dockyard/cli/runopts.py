@@ -22,6 +22,7 @@ from dockyard.cli.netopts import (
     parse_network,
     port_specs,
 )
+from dockyard.cli.securityopts import add_security_flags, security_fields
 from dockyard.errors import InvalidArgument
 
 _UNITS = {"b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40, "p": 1 << 50}
@@ -83,6 +84,7 @@ def add_run_flags(p: argparse.ArgumentParser, *, create: bool = False) -> None:
     p.add_argument("--init", action="store_true")
     add_network_flags(p)
     add_storage_flags(p)
+    add_security_flags(p)
     p.add_argument("--runtime", default="")
     p.add_argument("-l", "--label", action="append", default=[])
     p.add_argument("--restart", default="no")
@@ -247,6 +249,7 @@ def create_body(a: argparse.Namespace, image: str, cmd: list[str],
         # create sends every resource field, zero when not given
         "Memory": 0, "MemorySwap": 0, "NanoCpus": 0, "CpuShares": 0, "CpusetCpus": "", "PidsLimit": None,
         **resource_fields(a),
+        **security_fields(a),
         "ConsoleSize": list(console_size) if console_size else [0, 0],
     }
     body: dict[str, Any] = {

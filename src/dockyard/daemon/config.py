@@ -32,6 +32,7 @@ _FILE_KEYS = {
     "tlscert": "tlscert", "tlskey": "tlskey", "insecure-registries": "insecure_registries",
     "registry-mirrors": "registry_mirrors", "default-registry": "default_registry",
     "bridge": "bridge", "firewall-table": "firewall_table", "group": "group",
+    "userns-remap": "userns_remap",
 }
 
 
@@ -77,6 +78,7 @@ class DaemonConfig:
     default_registry: str = ""
     bridge: str = "dy0"
     firewall_table: str = "dockyard"
+    userns_remap: str = ""           # "default" | USER[:GROUP]; "" = containers share the host's ids
     group: str = DEFAULT_GROUP       # the unix sockets' group, as asked for
     socket_gid: int | None = None    # its gid; None: the sockets stay root:root (root only)
     extra: dict[str, Any] = field(default_factory=dict)
@@ -149,6 +151,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="device of the default bridge network (default dy0)")
     p.add_argument("--firewall-table", dest="firewall_table", metavar="NAME",
                    help="nftables table (inet) holding this daemon's rules (default dockyard)")
+    p.add_argument("--userns-remap", dest="userns_remap", metavar="default|USER[:GROUP]",
+                   help="run every container in a user namespace on USER's subordinate ids")
     return p
 
 
@@ -275,7 +279,7 @@ def load_config(argv: list[str]) -> DaemonConfig:
         registry_mirrors=[m.rstrip("/") for m in args["registry_mirrors"] or []],
         default_registry=args["default_registry"] or "",
         bridge=args["bridge"] or "dy0", firewall_table=args["firewall_table"] or "dockyard",
-        group=group, socket_gid=socket_gid,
+        userns_remap=args["userns_remap"] or "", group=group, socket_gid=socket_gid,
     )
     check_tls(cfg)
     return cfg

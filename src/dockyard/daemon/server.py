@@ -101,7 +101,7 @@ async def serve(cfg: DaemonConfig) -> None:
             runtimes=dict(cfg.runtimes), log_max_size=cfg.log_max_size, log_max_file=cfg.log_max_file,
             insecure_registries=list(cfg.insecure_registries), registry_mirrors=list(cfg.registry_mirrors),
             default_registry=cfg.default_registry, bridge=cfg.bridge,
-            firewall_table=cfg.firewall_table))
+            firewall_table=cfg.firewall_table, userns_remap=cfg.userns_remap))
         try:
             runner = web.AppRunner(build_app(engine, cfg.data_root), handler_cancellation=True,
                                    shutdown_timeout=2.0, access_log=None)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import stat
 import tarfile
+from collections.abc import Callable
 from typing import BinaryIO, cast
 
 from dockyard.diff.apply import OPAQUE_XATTR, WHITEOUT_OPAQUE, WHITEOUT_PREFIX
@@ -45,16 +46,21 @@ def _is_opaque(path: str) -> bool:
         return False
 
 
+# host ids on disk → the ids the tar records (a user namespace container's own ids)
+IdMap = Callable[[int, int], tuple[int, int]]
+
+
 class _TreeWriter:
-    def __init__(self, tf: tarfile.TarFile, overlay: bool) -> None:
+    def __init__(self, tf: tarfile.TarFile, overlay: bool, ids: IdMap | None) -> None:
         self.tf = tf
         self.overlay = overlay
+        self.ids = ids
         self.links: dict[tuple[int, int], str] = {}
 
     def _info(self, name: str, st: os.stat_result) -> tarfile.TarInfo:
         ti = tarfile.TarInfo(name)
         ti.mode = stat.S_IMODE(st.st_mode)
-        ti.uid, ti.gid = st.st_uid, st.st_gid
+        ti.uid, ti.gid = self.ids(st.st_uid, st.st_gid) if self.ids else (st.st_uid, st.st_gid)
         ti.uname = ti.gname = ""
         ti.mtime = int(st.st_mtime)
         return ti
@@ -113,22 +119,22 @@ def special_node(ti: tarfile.TarInfo, st: os.stat_result) -> bool:
     return False
 
 
-def _write_tree(top: str | os.PathLike[str], out: BinaryIO, overlay: bool) -> Digest:
+def _write_tree(top: str | os.PathLike[str], out: BinaryIO, overlay: bool, ids: IdMap | None) -> Digest:
     hw = HashingWriter(out)
     try:
         with tarfile.TarFile(fileobj=cast(BinaryIO, hw), mode="w", format=tarfile.PAX_FORMAT,
                              copybufsize=CHUNK) as tf:
-            _TreeWriter(tf, overlay).visit(os.fspath(top), "")
+            _TreeWriter(tf, overlay, ids).visit(os.fspath(top), "")
     except OSError as exc:
         raise Internal(f"cannot archive {top}: {exc.strerror or exc}") from exc
     return hw.digest()
 
 
-def write_layer(upper: str | os.PathLike[str], out: BinaryIO) -> Digest:
+def write_layer(upper: str | os.PathLike[str], out: BinaryIO, ids: IdMap | None = None) -> Digest:
     """Archive an overlay upper dir as a layer; returns its diff ID (sha256 of the tar)."""
-    return _write_tree(upper, out, overlay=True)
+    return _write_tree(upper, out, True, ids)
 
 
-def tar_directory(path: str | os.PathLike[str], out: BinaryIO) -> Digest:
+def tar_directory(path: str | os.PathLike[str], out: BinaryIO, ids: IdMap | None = None) -> Digest:
     """Archive a plain directory tree (e.g. a rootfs) as a tar; returns its sha256."""
-    return _write_tree(path, out, overlay=False)
+    return _write_tree(path, out, False, ids)

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from dockyard.diff.streams import decompressed
+from dockyard.engine import userns
 from dockyard.engine.ctrfs import ContainerFS, Frame, check_writable, go_base, go_clean, preserve_trailing
 from dockyard.engine.rootfs import resolve_user
 from dockyard.engine.tarextract import TarExtractor
@@ -96,7 +97,7 @@ class ArchiveService:
 
                 def produce(out: Any) -> None:
                     with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tf:
-                        TarWriter(fs, tf).run(frame, top)
+                        TarWriter(fs, tf, userns.to_container(rec.id_range)).run(frame, top)
 
                 chunks = stream_writes(produce)
                 try:
@@ -125,7 +126,7 @@ class ArchiveService:
                 raise InvalidArgument("extraction point is not a directory")
             check_writable(target)
             owner = _owner(fs, rec.config.user, self.tmp) if copy_uid_gid and rec.config.user else None
-            ex = TarExtractor(fs, target, no_overwrite, owner)
+            ex = TarExtractor(fs, target, no_overwrite, owner, userns.to_host(rec.id_range))
             try:
                 with open(body, "rb") as raw:
                     if os.fstat(raw.fileno()).st_size == 0:

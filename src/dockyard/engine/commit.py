@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from dockyard.diff import tar_directory, write_layer
+from dockyard.engine import userns
 from dockyard.engine.changes import Change, overlay_changes
 from dockyard.engine.threadstream import stream_writes
 from dockyard.engine.types import ContainerConfig, ContainerRecord
@@ -194,10 +195,11 @@ async def _commit_locked(engine: Any, rec: ContainerRecord, opts: CommitOptions,
     return image_id
 
 
-def _store_layer(engine: Any, upper: Path) -> tuple[Descriptor, bool]:
-    """Archive the upper dir into the content store; (descriptor, the blob was new)."""
+def _store_layer(engine: Any, upper: Path, rec: ContainerRecord) -> tuple[Descriptor, bool]:
+    """Archive the upper dir into the content store; (descriptor, the blob was new). A user
+    namespace container's files are recorded with its own ids, not the host's."""
     with engine.content.writer(f"commit-{secrets.token_hex(8)}") as w:
-        digest = write_layer(upper, w)
+        digest = write_layer(upper, w, userns.to_container(rec.id_range))
         size = w.offset
         existed = engine.content.exists(digest)
         w.commit(expected=digest, size=size)
@@ -225,7 +227,7 @@ def _commit_sync(engine: Any, rec: ContainerRecord, opts: CommitOptions, run_con
     if empty:
         history["empty_layer"] = True
     else:
-        desc, fresh = _store_layer(engine, upper)
+        desc, fresh = _store_layer(engine, upper, rec)
         if fresh:
             new_blob = desc.digest
         layers.append(desc)
@@ -291,7 +293,7 @@ async def export(engine: Any, ref: str) -> AsyncIterator[bytes]:
         except DockyardError as exc:
             raise Internal(f"cannot mount the container's filesystem: {exc}") from exc
         mounted = True
-        chunks = stream_writes(lambda out: tar_directory(tmp, out))
+        chunks = stream_writes(lambda out: tar_directory(tmp, out, userns.to_container(rec.id_range)))
         try:
             async for chunk in chunks:
                 yield chunk

@@ -8,7 +8,16 @@ import re
 from pathlib import Path
 from typing import Any
 
-from dockyard.engine.spec import normalise_caps, parse_signal
+from dockyard.engine.devices import check_devices
+from dockyard.engine.seccomp import seccomp_for
+from dockyard.engine.security import (
+    capabilities,
+    check_caps,
+    check_sysctls,
+    check_ulimits,
+    parse_security_opts,
+)
+from dockyard.engine.spec import parse_signal
 from dockyard.engine.types import ContainerConfig, HealthConfig, HostConfig, MountPoint, Resources
 from dockyard.errors import InvalidArgument
 
@@ -107,8 +116,15 @@ def validate_resources(res: Resources, ncpu: int) -> list[str]:
 
 def validate_host_config(host: HostConfig, cfg: ContainerConfig, ncpu: int) -> list[str]:
     warnings = validate_resources(host.resources, ncpu)
-    normalise_caps(host.cap_add)
-    normalise_caps(host.cap_drop)
+    check_caps(host.cap_add, host.cap_drop)
+    parse_security_opts(host.security_opt)
+    seccomp_for(host.security_opt, capabilities(host.cap_add, host.cap_drop, host.privileged),
+                host.privileged)   # a bad profile is refused before anything is made
+    check_sysctls(host.sysctls, host.network_mode, host.ipc_mode, host.uts_mode)
+    check_ulimits(host.ulimits)
+    check_devices(host)
+    if host.cgroupns_mode not in ("", "host", "private"):
+        raise InvalidArgument(f"invalid cgroup namespace mode: {host.cgroupns_mode}")
     if cfg.stop_signal:
         parse_signal(cfg.stop_signal)
     if host.shm_size < 0:

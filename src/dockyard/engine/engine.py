@@ -69,6 +69,7 @@ class EngineConfig:
     default_registry: str = ""      # serves docker.io names instead of Docker Hub (no fallback)
     bridge: str = "dy0"             # the default bridge network's device (dockerd's --bridge)
     firewall_table: str = "dockyard"  # the nftables table (inet family) of this engine's rules
+    userns_remap: str = ""          # dockerd's --userns-remap: "default" | USER[:GROUP]
 
 
 class Engine:
@@ -155,8 +156,11 @@ class Engine:
             n_images = len(self.images.list(all=False, filters={}))
         except Exception:
             n_images = 0
-        return info_facts(data_root=Path(self.config.data_root), runtimes=self.config.runtimes,
-                          default_runtime=self.config.default_runtime, counts=counts, images=n_images)
+        facts = info_facts(data_root=Path(self.config.data_root), runtimes=self.config.runtimes,
+                           default_runtime=self.config.default_runtime, counts=counts, images=n_images)
+        if self.containers.remap is not None:   # as dockerd: "name=userns" when remapping
+            facts["security_options"].append("name=userns")
+        return facts
 
     def events(self, since: float | None = None, until: float | None = None,
                filters: dict[str, list[str]] | None = None) -> AsyncIterator[Event]:

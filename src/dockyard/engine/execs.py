@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from dockyard.engine.rootfs import resolve_user
-from dockyard.engine.spec import ALL_CAPS, build_env, merge_env, process_spec
+from dockyard.engine.security import host_caps
+from dockyard.engine.spec import build_env, merge_env, process_spec
 from dockyard.engine.streams import StreamSession
 from dockyard.engine.types import ExecConfig, ExecRecord
 from dockyard.errors import Conflict, DockyardError, InvalidArgument, NotFound
@@ -58,7 +59,7 @@ class ExecService:
         else:
             user = resolve_user(rootfs, rec.config.user, rec.host_config.group_add)
         env = merge_env(build_env(rec.config.env, rec.config.hostname, cfg.tty), cfg.env)
-        caps = list(ALL_CAPS) if cfg.privileged else list(base.get("capabilities", {}).get("bounding", []))
+        caps = list(host_caps()) if cfg.privileged else list(base.get("capabilities", {}).get("bounding", []))
         return process_spec(args=list(cfg.cmd), env=env, cwd=cfg.working_dir or base.get("cwd", "/"),
                             user=user, tty=cfg.tty, caps=caps, console_size=cfg.console_size,
                             no_new_privileges=bool(base.get("noNewPrivileges", False)))

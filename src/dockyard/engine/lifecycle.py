@@ -19,7 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from dockyard.engine import initlayer, shims
+from dockyard.engine import initlayer, shims, userns
 from dockyard.engine.containers import ContainerStore, now_rfc3339
 from dockyard.engine.create import (
     atomic_write,
@@ -37,7 +37,7 @@ from dockyard.engine.rootfs import make_dirs, resolve_user
 from dockyard.engine.shims import Running
 from dockyard.engine.spec import build_spec, parse_signal
 from dockyard.engine.streams import StreamSession
-from dockyard.engine.system import ncpu
+from dockyard.engine.system import cgroup_version, ncpu
 from dockyard.engine.types import ContainerRecord, CreateOptions
 from dockyard.errors import (
     Conflict,
@@ -47,7 +47,7 @@ from dockyard.errors import (
     NotFound,
     NotModified,
 )
-from dockyard.mount import mount_all, unmount_all
+from dockyard.mount import unmount_all
 
 if TYPE_CHECKING:
     from dockyard.engine.endpoints import Endpoints
@@ -77,6 +77,7 @@ class ContainerService(RestartPolicies, LiveRestore):
         self.volumes: VolumeService | None = None          # volumes, wired by the Engine
         self.on_start: list[Callable[[str], None]] = []   # hooks (healthchecks) per container id
         self.on_exit: list[Callable[[str], None]] = []
+        self.remap = userns.remap_range(config.userns_remap) if config.userns_remap else None
 
     # -- helpers ----------------------------------------------------------------------------
     def lock(self, cid: str) -> asyncio.Lock:
@@ -134,6 +135,10 @@ class ContainerService(RestartPolicies, LiveRestore):
             mounts = container_mounts(host, cfg, self.volumes, self.store.get)
         else:
             mounts = parse_binds(host.binds)
+        # refuses bad modes before anything is made
+        if userns.choose_range(host, self.remap, list) is not None:
+            os.chmod(self.config.data_root, 0o711)  # its root must reach the bundle to pivot into it
+            userns.check_reachable(Path(self.config.data_root) / "containers")
         cid = secrets.token_hex(32)
         if not cfg.hostname:
             # host networking shows the host's name (Docker); a joined netns shares its owner's
@@ -142,12 +147,17 @@ class ContainerService(RestartPolicies, LiveRestore):
                 cfg.hostname = self.store.get(host.network_mode.split(":", 1)[1]).config.hostname
         if host.init is None:
             host.init = False
+        if not host.cgroupns_mode:  # dockerd's default: private on cgroup v2, host on v1
+            host.cgroupns_mode = "private" if cgroup_version() == "2" else "host"
         # unpacking may extract layers for seconds: keep the event loop free (the stores are thread-safe)
         top = base[2] if base is not None else await asyncio.get_running_loop().run_in_executor(
             None, self.images.unpack, image_id)
         key = f"container-{cid}"
         await asyncio.get_running_loop().run_in_executor(None, initlayer.prepare, self.snapshots, key, top)
         cdir = self.cdir(cid)
+        # no await from here to the insert: no other create can take the same --userns=auto range
+        id_range = userns.choose_range(host, self.remap, lambda: [
+            c.id_range for c in self.store.all() if c.id_range is not None])
         try:
             files = write_container_files(cdir, cfg.hostname, host)
             rec = ContainerRecord(
@@ -156,7 +166,12 @@ class ContainerService(RestartPolicies, LiveRestore):
                 platform=image_config.get("os", "linux") or "linux", runtime=runtime,
                 snapshot_key=key, bundle=str(cdir), log_path=str(cdir / f"{cid}-json.log"),
                 hostname_path=str(files["hostname"]), hosts_path=str(files["hosts"]),
-                resolv_conf_path=str(files["resolv.conf"]), mounts=mounts, networks=networks)
+                resolv_conf_path=str(files["resolv.conf"]), mounts=mounts, networks=networks,
+                id_range=id_range)
+            if id_range is not None:  # root inside may rewrite /etc/hosts, as without a userns
+                for f in files.values():
+                    os.chown(f, id_range.host_uid, id_range.host_gid)
+                os.chown(cdir, 0, id_range.host_gid)  # 0710: only its root may reach the bundle
             self.store.insert(rec)
         except BaseException:
             shutil.rmtree(cdir, ignore_errors=True)
@@ -188,9 +203,9 @@ class ContainerService(RestartPolicies, LiveRestore):
         rootfs = cdir / "rootfs"
         rootfs.mkdir(exist_ok=True)
         unmount_all(rootfs, detach=True)
-        mount_all(self.snapshots.mounts(rec.snapshot_key), rootfs)
         shim = None
         try:
+            userns.mount_rootfs(self.snapshots.mounts(rec.snapshot_key), rootfs, rec.id_range)
             user = resolve_user(rootfs, rec.config.user, rec.host_config.group_add)
             for mp in rec.mounts:  # Docker creates a missing bind source directory
                 if mp.type == "bind" and not os.path.lexists(mp.source):
@@ -200,7 +215,7 @@ class ContainerService(RestartPolicies, LiveRestore):
                         raise InvalidArgument(f"error while creating mount source path "
                                               f"'{mp.source}': {exc.strerror}") from exc
             if rec.config.working_dir:
-                make_dirs(rootfs, rec.config.working_dir, user.uid, user.gid)
+                make_dirs(rootfs, rec.config.working_dir, *userns.host_ids(rec.id_range, user.uid, user.gid))
             if self.volumes is not None:
                 await asyncio.get_running_loop().run_in_executor(None, self.volumes.before_start, rec, rootfs)
             if self.endpoints is not None:

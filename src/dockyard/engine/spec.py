@@ -1,9 +1,9 @@
 """ContainerRecord (+ its image config, already merged) → OCI runtime spec ``config.json``.
 
-Defaults follow Docker's ``oci.DefaultSpec`` and daemon/oci_linux.go: the default capability set,
-/proc /dev /dev/pts /sys /sys/fs/cgroup /dev/mqueue /dev/shm mounts, masked and read-only paths,
-fresh pid/ipc/uts/mount/network namespaces. Networking is not wired yet: ``default``/``bridge``
-(and every mode except ``host``) get a new network namespace with loopback only.
+Defaults follow Docker's ``oci.DefaultSpec`` and daemon/oci_linux.go: /proc /dev /dev/pts /sys
+/sys/fs/cgroup /dev/mqueue /dev/shm mounts and fresh pid/ipc/uts/mount/network namespaces; what
+confines the container (capabilities, seccomp, masked paths, devices, user namespace) is decided
+in ``security``, ``seccomp``, ``devices`` and ``userns``.
 """
 
 from __future__ import annotations
@@ -12,7 +12,18 @@ import signal as _signal
 from pathlib import Path
 from typing import Any
 
+from dockyard.engine.devices import device_spec, privileged_devices
 from dockyard.engine.rootfs import ExecUser
+from dockyard.engine.seccomp import seccomp_for
+from dockyard.engine.security import DEFAULT_CAPS as DEFAULT_CAPS  # re-exported for tests
+from dockyard.engine.security import (
+    capabilities,
+    masked_paths,
+    parse_security_opts,
+    process_caps,
+    readonly_paths,
+    rlimits,
+)
 from dockyard.engine.types import ContainerRecord, Resources
 from dockyard.errors import InvalidArgument
 
@@ -20,20 +31,6 @@ DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 TINI_HOST_PATH = "/usr/bin/tini-static"
 INIT_PATH = "/sbin/docker-init"
 DEFAULT_SHM = 64 * 1024 * 1024
-
-DEFAULT_CAPS = [
-    "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD", "CAP_NET_RAW",
-    "CAP_SETGID", "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP", "CAP_NET_BIND_SERVICE",
-    "CAP_SYS_CHROOT", "CAP_KILL", "CAP_AUDIT_WRITE",
-]
-ALL_CAPS = [*DEFAULT_CAPS, "CAP_DAC_READ_SEARCH", "CAP_LINUX_IMMUTABLE", "CAP_NET_BROADCAST", "CAP_NET_ADMIN", "CAP_IPC_LOCK", "CAP_IPC_OWNER", "CAP_SYS_MODULE", "CAP_SYS_RAWIO", "CAP_SYS_PTRACE", "CAP_SYS_PACCT", "CAP_SYS_ADMIN", "CAP_SYS_BOOT", "CAP_SYS_NICE", "CAP_SYS_RESOURCE", "CAP_SYS_TIME", "CAP_SYS_TTY_CONFIG", "CAP_LEASE", "CAP_AUDIT_CONTROL", "CAP_MAC_OVERRIDE", "CAP_MAC_ADMIN", "CAP_SYSLOG", "CAP_WAKE_ALARM", "CAP_BLOCK_SUSPEND", "CAP_AUDIT_READ", "CAP_PERFMON", "CAP_BPF", "CAP_CHECKPOINT_RESTORE"]
-MASKED_PATHS = [
-    "/proc/asound", "/proc/acpi", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
-    "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi", "/sys/firmware",
-    "/sys/devices/virtual/powercap",
-]
-READONLY_PATHS = ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"]
-
 
 def parse_signal(name: str) -> int:
     """``SIGTERM``, ``TERM``, ``15`` → 15; InvalidArgument otherwise."""
@@ -54,30 +51,6 @@ def parse_signal(name: str) -> int:
         if isinstance(sig, _signal.Signals):
             return int(sig)
     raise InvalidArgument(f"Invalid signal: {name}")
-
-
-def normalise_caps(caps: list[str]) -> list[str]:
-    out = []
-    for cap in caps:
-        up = cap.upper()
-        if up == "ALL":
-            out.append("ALL")
-            continue
-        if not up.startswith("CAP_"):
-            up = "CAP_" + up
-        if up not in ALL_CAPS:
-            raise InvalidArgument(f"unknown capability: \"{cap}\"")
-        out.append(up)
-    return out
-
-
-def capabilities(cap_add: list[str], cap_drop: list[str], privileged: bool) -> list[str]:
-    if privileged:
-        return list(ALL_CAPS)
-    add, drop = normalise_caps(cap_add), normalise_caps(cap_drop)
-    base = [] if "ALL" in drop else [c for c in DEFAULT_CAPS if c not in drop]
-    extra = ALL_CAPS if "ALL" in add else add
-    return base + [c for c in extra if c not in base and c != "ALL"]
 
 
 def linux_resources(res: Resources) -> dict[str, Any]:
@@ -162,7 +135,7 @@ def process_spec(*, args: list[str], env: list[str], cwd: str, user: ExecUser, t
         "args": args,
         "env": env,
         "cwd": cwd or "/",
-        "capabilities": {k: list(caps) for k in ("bounding", "effective", "permitted")},
+        "capabilities": process_caps(caps, user.uid),
         "noNewPrivileges": no_new_privileges,
     }
     if tty and console_size:
@@ -198,17 +171,12 @@ def build_spec(record: ContainerRecord, *, rootfs: Path, user: ExecUser, cgroup_
         args = [INIT_PATH, "--", *args]
     caps = capabilities(host.cap_add, host.cap_drop, host.privileged)
     env = build_env(cfg.env, cfg.hostname, cfg.tty)
-    no_new_privs = any(o in ("no-new-privileges", "no-new-privileges:true", "no-new-privileges=true")
-                       for o in host.security_opt)
+    secopts = parse_security_opts(host.security_opt)
     proc = process_spec(args=args, env=env, cwd=cfg.working_dir or "/", user=user, tty=cfg.tty,
-                        caps=caps, console_size=host.console_size, no_new_privileges=no_new_privs,
-                        oom_score_adj=host.oom_score_adj)
-    rlimits = []
-    for ul in host.ulimits:
-        name = str(ul.get("name", "")).upper()
-        rlimits.append({"type": f"RLIMIT_{name}", "hard": int(ul.get("hard", 0)), "soft": int(ul.get("soft", 0))})
-    if rlimits:
-        proc["rlimits"] = rlimits
+                        caps=caps, console_size=host.console_size,
+                        no_new_privileges=secopts.no_new_privileges, oom_score_adj=host.oom_score_adj)
+    if host.ulimits:
+        proc["rlimits"] = rlimits(host.ulimits)
     shm = host.shm_size or DEFAULT_SHM
     mounts: list[dict[str, Any]] = [
         {"destination": "/proc", "type": "proc", "source": "proc", "options": ["nosuid", "noexec", "nodev"]},
@@ -217,9 +185,10 @@ def build_spec(record: ContainerRecord, *, rootfs: Path, user: ExecUser, cgroup_
         {"destination": "/dev/pts", "type": "devpts", "source": "devpts",
          "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"]},
         {"destination": "/sys", "type": "sysfs", "source": "sysfs",
-         "options": ["nosuid", "noexec", "nodev", "ro"]},
+         "options": ["nosuid", "noexec", "nodev", "rw" if host.privileged else "ro"]},
         {"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup",
-         "options": ["ro", "nosuid", "noexec", "nodev"]},
+         "options": ["rw" if host.privileged or secopts.writable_cgroups else "ro",
+                     "nosuid", "noexec", "nodev"]},
         {"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue",
          "options": ["nosuid", "noexec", "nodev"]},
         {"destination": "/dev/shm", "type": "tmpfs", "source": "shm",
@@ -248,17 +217,33 @@ def build_spec(record: ContainerRecord, *, rootfs: Path, user: ExecUser, cgroup_
                        "options": ["bind", "ro", "nosuid", "nodev"]})
     namespaces = namespace_list(host.network_mode, host.pid_mode, host.ipc_mode, host.uts_mode,
                                 joined or {})
+    if host.cgroupns_mode == "private":
+        namespaces.append({"type": "cgroup"})
     resources = linux_resources(host.resources)
-    resources["devices"] = [{"allow": True, "access": "rwm"}] if host.privileged else _default_devices()
+    devices, device_rules = device_spec(host)
+    if host.privileged:
+        devices = privileged_devices() + devices
+        resources["devices"] = [{"allow": True, "access": "rwm"}]
+    else:
+        resources["devices"] = _default_devices() + device_rules
     linux: dict[str, Any] = {
         "namespaces": namespaces,
         "cgroupsPath": f"/{cgroup_parent.strip('/')}/{record.id}",
         "resources": resources,
         "sysctl": dict(host.sysctls),
+        "devices": devices,
     }
-    if not host.privileged:
-        linux["maskedPaths"] = list(MASKED_PATHS)
-        linux["readonlyPaths"] = list(READONLY_PATHS)
+    if not secopts.unmask_paths:
+        linux["maskedPaths"] = masked_paths(host)
+        linux["readonlyPaths"] = readonly_paths(host)
+    seccomp = seccomp_for(host.security_opt, caps, host.privileged)
+    if seccomp is not None:
+        linux["seccomp"] = seccomp
+    if record.id_range is not None:
+        r = record.id_range
+        namespaces.insert(0, {"type": "user"})
+        linux["uidMappings"] = [{"containerID": 0, "hostID": r.host_uid, "size": r.size}]
+        linux["gidMappings"] = [{"containerID": 0, "hostID": r.host_gid, "size": r.size}]
     spec: dict[str, Any] = {
         "ociVersion": "1.0.2",
         "process": proc,

@@ -12,6 +12,7 @@ import os
 import shutil
 import stat
 import tarfile
+from collections.abc import Callable
 
 from dockyard.diff.streams import CHUNK
 from dockyard.engine.ctrfs import ContainerFS, Frame, check_writable, reopen
@@ -37,8 +38,10 @@ class TarExtractor:
     """Untar below ``target`` (moby's rules for what is there already; ``owner`` is copyUIDGID's)."""
 
     def __init__(self, fs: ContainerFS, target: Frame, no_overwrite: bool,
-                 owner: tuple[int, int] | None) -> None:
+                 owner: tuple[int, int] | None,
+                 ids: Callable[[int, int], tuple[int, int]] | None = None) -> None:
         self.fs, self.target, self.no_overwrite, self.owner = fs, target, no_overwrite, owner
+        self.ids = ids   # container ids → host ids for a user namespace container
         self.dest = target.path
         self.parents: dict[tuple[str, ...], Frame] = {}
         self.stale: list[Frame] = []
@@ -107,6 +110,8 @@ class TarExtractor:
     def _create(self, tf: tarfile.TarFile, m: tarfile.TarInfo, rel: tuple[str, ...], parent: Frame,
                 kept: Frame | None) -> None:
         uid, gid = self.owner or (m.uid, m.gid)
+        if self.ids:
+            uid, gid = self.ids(uid, gid)
         pfd, base = parent.fd, rel[-1]
         mtime = int(m.mtime * 1_000_000_000)
         if m.isdir():

@@ -10,7 +10,7 @@ import contextlib
 import os
 import stat
 import tarfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import BinaryIO, cast
 
 from dockyard.diff.archive import special_node
@@ -36,8 +36,9 @@ class TarWriter:
     """moby's tarballer over descriptors: PAX, whole-second mtimes, no user names, hardlinks by
     inode, the security.capability xattr, sockets left out."""
 
-    def __init__(self, fs: ContainerFS, tf: tarfile.TarFile) -> None:
-        self.fs, self.tf = fs, tf
+    def __init__(self, fs: ContainerFS, tf: tarfile.TarFile,
+                 ids: Callable[[int, int], tuple[int, int]] | None = None) -> None:
+        self.fs, self.tf, self.ids = fs, tf, ids
         self.links: dict[tuple[int, int], str] = {}
 
     def run(self, frame: Frame, top: str) -> None:
@@ -68,7 +69,8 @@ class TarWriter:
         st = os.fstat(frame.fd)
         mode = st.st_mode
         ti = tarfile.TarInfo(name)
-        ti.mode, ti.uid, ti.gid, ti.mtime = stat.S_IMODE(mode), st.st_uid, st.st_gid, int(st.st_mtime)
+        ti.mode, ti.mtime = stat.S_IMODE(mode), int(st.st_mtime)
+        ti.uid, ti.gid = self.ids(st.st_uid, st.st_gid) if self.ids else (st.st_uid, st.st_gid)
         ti.uname = ti.gname = ""
         if stat.S_ISDIR(mode):
             ti.type = tarfile.DIRTYPE

@@ -80,6 +80,14 @@ class Resources:
     oom_kill_disable: bool = False
 
 
+@dataclass(frozen=True)
+class DeviceMapping:
+    """``--device``: a host device node, or a directory of them, made visible in the container."""
+    path_on_host: str
+    path_in_container: str = ""     # "" = the same path as on the host
+    cgroup_permissions: str = "rwm"
+
+
 @dataclass
 class HostConfig:
     binds: list[str] = field(default_factory=list)
@@ -109,11 +117,18 @@ class HostConfig:
     resources: Resources = field(default_factory=Resources)
     sysctls: dict[str, str] = field(default_factory=dict)
     ulimits: list[dict[str, Any]] = field(default_factory=list)
+    devices: list[DeviceMapping] = field(default_factory=list)
+    device_cgroup_rules: list[str] = field(default_factory=list)  # "c 1:3 rwm", as the docker CLI sends
     group_add: list[str] = field(default_factory=list)
     oom_score_adj: int = 0
     pid_mode: str = ""
     ipc_mode: str = "private"
     uts_mode: str = ""
+    userns_mode: str = ""           # "" (daemon default), "host", or "auto" (a range of its own)
+    cgroupns_mode: str = ""         # "host" | "private"; "" = the daemon's default, set at create
+    # None: the engine's defaults (filled in at create, as dockerd does); [] masks nothing
+    masked_paths: list[str] | None = None
+    readonly_paths: list[str] | None = None
     console_size: tuple[int, int] | None = None  # (height, width)
 
 
@@ -251,6 +266,15 @@ class NetworkCreateOptions:
     config_from: str = ""
 
 
+@dataclass(frozen=True)
+class IdRange:
+    """A user namespace's id mapping: container ids 0..size-1 are host ids host_uid/host_gid + n."""
+    host_uid: int
+    host_gid: int
+    size: int = 65536
+    auto: bool = False              # allocated for this container (--userns=auto), not daemon-wide
+
+
 @dataclass
 class ContainerRecord:
     """Everything the engine keeps about one container; ``inspect`` renders from this."""
@@ -279,6 +303,7 @@ class ContainerRecord:
     ports: dict[str, list[dict[str, str]]] = field(default_factory=dict)  # bound while running
     exec_ids: list[str] = field(default_factory=list)
     manually_stopped: bool = False
+    id_range: IdRange | None = None     # set when the container runs in its own user namespace
     # Docker's GraphDriver.Data (LowerDir/UpperDir/WorkDir/MergedDir); filled by Engine.get_container.
     graph_driver_data: dict[str, str] = field(default_factory=dict)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import secrets
 import threading
 from collections.abc import Callable
@@ -165,7 +166,13 @@ class VolumeService:
                 continue
             vol = self.get(mp.name)
             self.driver.mount(mp.name, vol.options)
-            if mp.nocopy or mp.subpath or not self.driver.is_empty(mp.name):
+            if not self.driver.is_empty(mp.name):
+                continue
+            data = self.driver.path(mp.name)
+            if rec.id_range is not None and data.stat().st_uid == 0:
+                # a fresh volume belongs to the container's root, as under Docker's userns-remap
+                os.chown(data, rec.id_range.host_uid, rec.id_range.host_gid)
+            if mp.nocopy or mp.subpath:
                 continue
             try:
                 src = resolve_in_root(rootfs, mp.destination)

@@ -64,8 +64,10 @@ def _connect_console(path: str | None, terminal: bool) -> int | None:
     return sock.detach()
 
 
-def _read_sync(fd: int, on_hooks: Callable[[list[dict[str, Any]]], None] | None = None) -> list[dict[str, Any]]:
-    """Read JSON lines from the sync pipe until ready/error or EOF; ``{"hooks"}`` calls ``on_hooks``."""
+def _read_sync(fd: int, on_request: Callable[[dict[str, Any], list[dict[str, Any]]], None] | None = None,
+               ) -> list[dict[str, Any]]:
+    """Read JSON lines from the sync pipe until ready/error or EOF; a request (``{"userns"}``: write
+    the id maps, ``{"hooks"}``: run the runtime hooks) calls ``on_request(msg, msgs so far)``."""
     msgs: list[dict[str, Any]] = []
     buf = b""
     while True:
@@ -77,8 +79,8 @@ def _read_sync(fd: int, on_hooks: Callable[[list[dict[str, Any]]], None] | None 
             line, buf = buf.split(b"\n", 1)
             msg = jsonio.loads(line)
             msgs.append(msg)
-            if "hooks" in msg and on_hooks is not None:
-                on_hooks(msgs)
+            if ("hooks" in msg or "userns" in msg) and on_request is not None:
+                on_request(msg, msgs)
             if "ready" in msg or "error" in msg:
                 return msgs
 
@@ -97,6 +99,15 @@ def cmd_create(root: str, args: Args) -> int:
     if not proc.get("args"):
         raise InvalidArgument("process.args must not be empty")
     linux = spec.get("linux") or {}
+    from dockyard.runtime.linux import namespaces
+
+    # checked before anything exists, so a bad spec leaves nothing behind
+    wanted = namespaces.parse(linux.get("namespaces") or [])
+    if "user" in wanted or linux.get("uidMappings") or linux.get("gidMappings"):
+        from dockyard.runtime.linux import userns
+
+        userns.check(linux, wanted, proc)
+    new_userns = wanted.get("user") == ""
     cgroup = Cgroup(linux.get("cgroupsPath") or f"/dockyard/{args.id}")
     console_fd = _connect_console(args.console_socket, bool(proc.get("terminal")))
     cdir = st.make_dir(root, args.id)
@@ -104,13 +115,15 @@ def cmd_create(root: str, args: Args) -> int:
     try:
         fifo = os.path.join(cdir, "exec.fifo")
         os.mkfifo(fifo, 0o622)
+        if "user" in wanted:  # the init reopens it as the container's root: "other" to the host
+            os.chmod(fifo, 0o622)  # mkfifo honoured the umask; 0622 as runc makes it
         cgroup.create()
         cgroup.set(with_default_devices(linux.get("resources") or {}, linux.get("devices") or []))
         from dockyard.runtime.linux.init import create_child
 
         spec_hooks = spec.get("hooks") or {}
         runtime_hooks = (spec_hooks.get("prestart") or []) + (spec_hooks.get("createRuntime") or [])
-        go_r, go_w = os.pipe() if runtime_hooks else (None, None)
+        go_r, go_w = os.pipe() if runtime_hooks or new_userns else (None, None)
         r, w = os.pipe()
         child = os.fork()
         if child == 0:
@@ -124,24 +137,29 @@ def cmd_create(root: str, args: Args) -> int:
         if console_fd is not None:
             os.close(console_fd)
 
-        def on_hooks(msgs: list[dict[str, Any]]) -> None:
+        def on_request(msg: dict[str, Any], msgs: list[dict[str, Any]]) -> None:
+            assert go_w is not None
+            if "userns" in msg:  # the setup child is in its new user namespace: map it
+                from dockyard.runtime.linux import userns
+
+                userns.write_id_maps(child, linux)
+                os.write(go_w, b"1")
+                return
             # prestart/createRuntime: in the runtime's namespaces, the container's already exist
             from dockyard.runtime import hooks
 
-            assert go_w is not None
             pid = next((m["pid"] for m in msgs if "pid" in m), 0)
             doc = hooks.state_doc(args.id, "creating", pid, bundle, spec.get("annotations") or {})
-            try:
-                hooks.run("prestart", spec_hooks.get("prestart") or [], doc)
-                hooks.run("createRuntime", spec_hooks.get("createRuntime") or [], doc)
-                os.write(go_w, b"1")
-            finally:
-                os.close(go_w)
+            hooks.run("prestart", spec_hooks.get("prestart") or [], doc)
+            hooks.run("createRuntime", spec_hooks.get("createRuntime") or [], doc)
+            os.write(go_w, b"1")
 
         try:
-            msgs = _read_sync(r, on_hooks if runtime_hooks else None)
-        finally:  # on a hook failure the init is killed below through the cgroup
+            msgs = _read_sync(r, on_request if go_w is not None else None)
+        finally:  # on a failure the init sees EOF on go_r and is killed below through the cgroup
             os.close(r)
+            if go_w is not None:
+                os.close(go_w)
         for m in msgs:
             init_pid = m.get("pid", init_pid)
         if init_pid != child:

@@ -259,7 +259,21 @@ class Cgroup:
         pids = res.get("pids") or {}
         if "limit" in pids:
             _write_v2(d, "pids.max", _max(pids["limit"]))
-        # v2 device filtering needs an eBPF program; not supported yet (devices stay unfiltered)
+        if res.get("devices") is not None:  # absent on updates: the filter stays as it is
+            _filter_devices_v2(d, res["devices"])
+
+
+def _filter_devices_v2(d: str, rules: list[dict[str, Any]]) -> None:
+    from dockyard.runtime.linux import devicefilter  # v2 only: keeps bpf/ctypes setup off v1 hosts
+
+    try:
+        devicefilter.apply(d, rules)
+    except Internal:
+        # without bpf(2) (e.g. in a user namespace) a rule set that allows everything loses
+        # nothing by going without a filter (runc skips it too); a real restriction must not be
+        # dropped silently
+        if devicefilter.emulate(rules) != (True, {}):
+            raise
 
 
 def _max(value: int) -> str:
@@ -285,10 +299,12 @@ _ALLOWED_DEVICES: list[tuple[str, int, int, str]] = [
 
 
 def with_default_devices(res: dict[str, Any], devices: list[dict[str, Any]]) -> dict[str, Any]:
-    """``res`` with device rules allowing the default nodes and the spec's ``linux.devices``."""
+    """``res`` with runc's always-allowed device rules after the spec's own. The spec's
+    ``linux.devices`` get no rule of their own, as in runc: which access a mapped node has is
+    the spec's ``resources.devices`` to say (dockerd writes one rule per ``--device`` there), so
+    ``--device /dev/x:/dev/x:r`` stays read-only under every runtime."""
+    del devices  # kept in the signature: the nodes to create never widen the cgroup
     rules = list(res.get("devices") or [])
     rules += [{"allow": True, "type": t, "major": ma, "minor": mi, "access": acc}
               for t, ma, mi, acc in _ALLOWED_DEVICES]
-    rules += [{"allow": True, "type": d.get("type", "c"), "major": d.get("major"), "minor": d.get("minor"),
-               "access": "rwm"} for d in devices]
     return {**res, "devices": rules}

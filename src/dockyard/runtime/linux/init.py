@@ -7,11 +7,14 @@ opening it for reading releases the init, which switches user/capabilities and e
 
 Messages to the runtime go over a sync pipe as JSON lines: ``{"pid": N}``, ``{"ready": true}``,
 ``{"error": "..."}``. The pipe is close-on-exec, so for ``exec`` EOF after the pid means success.
+Requests the runtime answers with a byte on the go pipe: ``{"userns": true}`` (write the id maps of
+the setup child's new user namespace) and ``{"hooks": true}`` (run prestart/createRuntime hooks).
 """
 
 from __future__ import annotations
 
 import _signal
+import errno
 
 # Everything these processes import must be imported before pivot_root/setns(mnt): afterwards the
 # host's Python library is out of reach. fcntl/struct/resource are small (resource is a .so).
@@ -25,8 +28,11 @@ from dockyard.runtime import hooks, jsonio
 from dockyard.runtime.linux import capabilities, namespaces, rootfs
 from dockyard.runtime.linux.cgroups import Cgroup
 from dockyard.runtime.linux.syscalls import (
+    AT_RECURSIVE,
+    OPEN_TREE_CLONE,
     PR_SET_KEEPCAPS,
     PR_SET_NO_NEW_PRIVS,
+    open_tree,
     prctl,
     setdomainname,
     sethostname,
@@ -110,7 +116,10 @@ def apply_limits(proc: dict[str, Any]) -> None:
             num = getattr(resource, rl.get("type", ""), None)
             if not isinstance(num, int):
                 raise ProcessError(f"unknown rlimit type {rl.get('type')!r}")
-            resource.setrlimit(num, (rl.get("soft", 0), rl.get("hard", 0)))
+            # the spec's uint64: RLIM_INFINITY is 2^64-1 there, -1 for Python's resource module
+            soft, hard = (v if v < 2**63 else resource.RLIM_INFINITY
+                          for v in (int(rl.get("soft", 0)), int(rl.get("hard", 0))))
+            resource.setrlimit(num, (soft, hard))
     if proc.get("oomScoreAdj") is not None:
         with open("/proc/self/oom_score_adj", "w") as f:
             f.write(str(proc["oomScoreAdj"]))
@@ -139,12 +148,12 @@ def close_extra_fds(preserve: int) -> None:
                 pass  # the fd listdir itself used
 
 
-def compile_seccomp(spec_linux: dict[str, Any]) -> Filter | None:
+def compile_seccomp(spec_linux: dict[str, Any], cache_dir: str | None = None) -> Filter | None:
     if not spec_linux.get("seccomp"):
         return None
     from dockyard.runtime.linux.seccomp import Filter
 
-    return Filter(spec_linux["seccomp"])
+    return Filter(spec_linux["seccomp"], cache_dir)
 
 
 def finish_and_exec(proc: dict[str, Any], path: str, env: dict[str, str], preserve_fds: int = 0,
@@ -169,9 +178,16 @@ def finish_and_exec(proc: dict[str, Any], path: str, env: dict[str, str], preser
     if caps is not None:
         capabilities.drop_bounding(caps)
         prctl(PR_SET_KEEPCAPS, 1)
-    os.setgroups([int(g) for g in user.get("additionalGids") or []])
-    os.setgid(gid)
-    os.setuid(uid)
+    try:
+        os.setgroups([int(g) for g in user.get("additionalGids") or []])
+        os.setgid(gid)
+        os.setuid(uid)
+    except OSError as exc:
+        if exc.errno != errno.EINVAL:
+            raise
+        # EINVAL: an id the container's user namespace does not map
+        raise ProcessError(f"process.user uid {uid} / gid {gid} (or additionalGids) are not mapped in "
+                           "the container's user namespace") from None
     if caps is not None:
         prctl(PR_SET_KEEPCAPS, 0)
         capabilities.apply(caps)
@@ -197,30 +213,64 @@ def create_child(spec: dict[str, Any], bundle: str, fifo: str, cgroup: Cgroup,
                  preserve_fds: int = 0) -> NoReturn:
     """Runs in the setup child forked by ``create``; never returns.
 
-    ``go_r`` (only when the spec has prestart/createRuntime hooks): after sending ``{"hooks": true}``
-    the init waits for one byte on it, written once the runtime ran those hooks.
+    ``go_r`` (only when the spec has prestart/createRuntime hooks or a new user namespace): after
+    sending ``{"userns": true}`` (id maps) or ``{"hooks": true}`` the child waits for one byte on
+    it, written once the runtime wrote the maps or ran those hooks.
     """
     try:
         os.chdir(bundle)  # relative bind sources are relative to the bundle, as with runc
         cgroup.join(os.getpid())
         linux = spec.get("linux") or {}
+        proc = spec["process"]
         wanted = namespaces.parse(linux.get("namespaces") or [])
         if "mount" not in wanted:
             raise ProcessError("dockyard-runtime needs a mount namespace (pivot_root)")
-        if namespaces.enter(wanted):
+        # done while still host root, before a user namespace takes our rights over host files and
+        # limits: the fifo's state dir and libseccomp need not be reachable by the container's root,
+        # and raising a hard rlimit or lowering oom_score_adj needs host capabilities
+        fifo_fd = os.open(fifo, os.O_PATH | os.O_CLOEXEC)
+        if wanted.get("user"):
+            from dockyard.runtime.linux import userns
+        apply_limits(proc)
+        # the runtime's root (the fifo is <root>/<id>/exec.fifo) keeps compiled filters
+        sec = compile_seccomp(linux, os.path.join(os.path.dirname(os.path.dirname(fifo)), ".seccomp"))
+        root = spec.get("root") or {}
+        rootfs_path = os.path.realpath(os.path.join(bundle, root.get("path") or "rootfs"))
+        if not os.path.isdir(rootfs_path):
+            raise ProcessError(f"rootfs {rootfs_path} is not a directory")
+
+        pinned = _pin_bind_sources(spec) if "user" in wanted else {}
+
+        def map_ids() -> None:
+            send(sync_w, userns=True)
+            if go_r is None or os.read(go_r, 1) != b"1":
+                raise ProcessError("the runtime could not write the user namespace id maps")
+
+        if namespaces.enter(wanted, map_ids if wanted.get("user") == "" else None):
             pid = os.fork()
             if pid:
                 send(sync_w, pid=pid)
                 os._exit(0)
         else:
             send(sync_w, pid=os.getpid())
-        _init(spec, bundle, fifo, cgroup, sync_w, console_fd, "uts" in wanted, go_r, container_id,
-              preserve_fds)
+        if wanted.get("user"):
+            userns.check_joined_maps(linux, wanted["user"])
+        hooks_r = go_r
+        if go_r is not None and not _runtime_hooks(spec):
+            os.close(go_r)
+            hooks_r = None
+        _init(spec, bundle, rootfs_path, fifo_fd, sec, cgroup, sync_w, console_fd, wanted, hooks_r,
+              container_id, preserve_fds, pinned)
     except BaseException as exc:  # report everything, including our own bugs, to `create`
         try:
             send(sync_w, error=_describe(exc))
         finally:
             os._exit(1)
+
+
+def _runtime_hooks(spec: dict[str, Any]) -> bool:
+    h = spec.get("hooks") or {}
+    return bool(h.get("prestart") or h.get("createRuntime"))
 
 
 def _describe(exc: BaseException) -> str:
@@ -229,9 +279,23 @@ def _describe(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
 
 
-def _init(spec: dict[str, Any], bundle: str, fifo: str, cgroup: Cgroup, sync_w: int,
-          console_fd: int | None, own_uts: bool, go_r: int | None, container_id: str,
-          preserve_fds: int) -> NoReturn:
+def _pin_bind_sources(spec: dict[str, Any]) -> dict[int, int]:
+    """Clone every bind source as a detached mount while still host root (mount index → fd):
+    the container's root may not be allowed to walk the path to it (a 0700 parent), and an fd
+    opened here could not be bind-mounted from the new mount namespace (runc passes mount fds
+    for the same reason)."""
+    pinned = {}
+    for i, m in enumerate(spec.get("mounts") or []):
+        opts = m.get("options") or []
+        if m.get("type") == "bind" or "bind" in opts or "rbind" in opts:
+            recursive = AT_RECURSIVE if "rbind" in opts else 0
+            pinned[i] = open_tree(m.get("source") or "", OPEN_TREE_CLONE | recursive)
+    return pinned
+
+
+def _init(spec: dict[str, Any], bundle: str, rootfs_path: str, fifo_fd: int, sec: Filter | None,
+          cgroup: Cgroup, sync_w: int, console_fd: int | None, wanted: dict[str, str],
+          go_r: int | None, container_id: str, preserve_fds: int, pinned: dict[int, int]) -> NoReturn:
     proc = spec["process"]
     all_hooks = spec.get("hooks") or {}
 
@@ -246,20 +310,18 @@ def _init(spec: dict[str, Any], bundle: str, fifo: str, cgroup: Cgroup, sync_w: 
                       hooks.state_doc(container_id, "creating", os.getpid(), bundle,
                                       spec.get("annotations") or {}))
 
-    root = spec.get("root") or {}
-    rootfs_path = os.path.realpath(os.path.join(bundle, root.get("path") or "rootfs"))
-    if not os.path.isdir(rootfs_path):
-        raise ProcessError(f"rootfs {rootfs_path} is not a directory")
-    fifo_fd = os.open(fifo, os.O_PATH | os.O_CLOEXEC)
-    if own_uts:
+    if "user" in wanted:
+        try:
+            os.stat(rootfs_path)
+        except PermissionError:
+            raise ProcessError(f"rootfs {rootfs_path} is out of reach of the container's root user: "
+                               "every directory above it must be searchable by it (as with runc)") from None
+    if "uts" in wanted:
         if spec.get("hostname"):
             sethostname(spec["hostname"])
         if spec.get("domainname"):
             setdomainname(spec["domainname"])
-    apply_limits(proc)
-    # compiled (and libseccomp dlopen'ed) while the host's filesystem is still our root
-    sec = compile_seccomp(spec.get("linux") or {})
-    rootfs.prepare(spec, rootfs_path, cgroup, before_pivot)
+    rootfs.prepare(spec, rootfs_path, cgroup, before_pivot, userns="user" in wanted, pinned=pinned)
     if proc.get("terminal"):
         if console_fd is None:
             raise ProcessError("process.terminal is true but no --console-socket was given")
@@ -298,7 +360,8 @@ def exec_child(init_pid: int, proc: dict[str, Any], cgroup: Cgroup, sync_w: int,
     """
     try:
         cgroup.join(os.getpid())
-        namespaces.join_process(init_pid, list(namespaces.NAMESPACES))
+        apply_limits(proc)  # before a user namespace takes our host capabilities (see create_child)
+        namespaces.join_process(init_pid, [*namespaces.NAMESPACES, "user"])
         pid = os.fork()
         if pid:
             send(sync_w, pid=pid)
@@ -307,7 +370,6 @@ def exec_child(init_pid: int, proc: dict[str, Any], cgroup: Cgroup, sync_w: int,
             if console_fd is None:
                 raise ProcessError("process.terminal is true but no --console-socket was given")
             setup_console(console_fd, proc)
-        apply_limits(proc)
         env = env_dict(proc)
         path = lookpath(proc["args"][0], env, proc.get("cwd") or "/")
         finish_and_exec(proc, path, env, preserve_fds, sec)

@@ -12,7 +12,7 @@ import stat
 
 from dockyard.errors import InvalidArgument
 from dockyard.runtime.linux.cgroups import Cgroup
-from dockyard.runtime.linux.syscalls import pivot_root, sys_mount, sys_umount
+from dockyard.runtime.linux.syscalls import move_mount, pivot_root, sys_mount, sys_umount
 
 TYPE_CHECKING = False  # typing costs ~4 ms per runtime call; annotations are strings anyway
 if TYPE_CHECKING:
@@ -124,7 +124,9 @@ def _statvfs_flags(path: str) -> int:
     return f & (MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_NOATIME | MS_NODIRATIME | MS_RELATIME)
 
 
-def mount_one(rootfs: str, m: dict[str, Any], cgroup: Cgroup | None) -> None:
+def mount_one(rootfs: str, m: dict[str, Any], cgroup: Cgroup | None, userns: bool = False,
+              tree_fd: int | None = None) -> None:
+    """``tree_fd``: a bind's source, already cloned as a detached mount (user namespaces)."""
     dest_rel = m.get("destination") or ""
     if not dest_rel.startswith("/"):
         raise InvalidArgument(f"mount destination {dest_rel!r} is not absolute")
@@ -137,15 +139,44 @@ def mount_one(rootfs: str, m: dict[str, Any], cgroup: Cgroup | None) -> None:
         _mount_cgroup(dest, flags, cgroup)
     elif flags & MS_BIND or mtype == "bind":
         flags |= MS_BIND
-        _ensure(dest, os.path.isdir(source))
-        sys_mount(source, dest, None, flags & (MS_BIND | MS_REC))
+        if tree_fd is not None:
+            _ensure(dest, stat.S_ISDIR(os.fstat(tree_fd).st_mode))
+            move_mount(tree_fd, dest)
+        else:
+            _ensure(dest, os.path.isdir(source))
+            sys_mount(source, dest, None, flags & (MS_BIND | MS_REC))
         if flags & ~(MS_BIND | MS_REC):
             sys_mount("", dest, None, (flags & ~MS_REC) | MS_REMOUNT | MS_BIND | _statvfs_flags(dest))
     else:
         _ensure(dest, True)
-        sys_mount(source or mtype, dest, mtype, flags, data or None)
+        if userns and mtype == "devpts" and "gid=" in data:
+            data = _mapped_gid_only(data)
+        try:
+            sys_mount(source or mtype, dest, mtype, flags, data or None)
+        except PermissionError:
+            if not (userns and mtype == "sysfs"):
+                raise
+            # sysfs needs a network namespace owned by our user namespace; without one show the
+            # host's, read-only (what runc's rootless specs and Docker do with a shared netns)
+            sys_mount("/sys", dest, None, MS_BIND | MS_REC)
+            sys_mount("", dest, None, MS_BIND | MS_REMOUNT | MS_RDONLY | (flags & ~MS_REC)
+                      | _statvfs_flags(dest))
     for p in prop:
         sys_mount("", dest, None, p)
+
+
+def _mapped_gid_only(data: str) -> str:
+    """Drop devpts' ``gid=N`` when our user namespace does not map N (the mount would fail EINVAL)."""
+    with open("/proc/self/gid_map") as f:
+        ranges = [tuple(int(x) for x in line.split()) for line in f if line.strip()]
+    opts = []
+    for opt in data.split(","):
+        if opt.startswith("gid=") and opt[4:].isdigit():
+            gid = int(opt[4:])
+            if not any(r[0] <= gid < r[0] + r[2] for r in ranges):
+                continue
+        opts.append(opt)
+    return ",".join(opts)
 
 
 def _mount_cgroup(dest: str, flags: int, cgroup: Cgroup | None) -> None:
@@ -173,7 +204,8 @@ def _mount_cgroup(dest: str, flags: int, cgroup: Cgroup | None) -> None:
         sys_mount("", dest, None, MS_REMOUNT | base | MS_RDONLY)
 
 
-def create_devices(rootfs: str, devices: list[dict[str, Any]], defaults: bool) -> None:
+def create_devices(rootfs: str, devices: list[dict[str, Any]], defaults: bool, userns: bool = False) -> None:
+    """Device nodes; in a user namespace mknod is refused, so the host's node is bind-mounted."""
     wanted: list[dict[str, Any]] = []
     if defaults:
         wanted += [{"path": p, "type": "c", "major": ma, "minor": mi, "fileMode": 0o666, "uid": 0, "gid": 0}
@@ -189,15 +221,17 @@ def create_devices(rootfs: str, devices: list[dict[str, Any]], defaults: bool) -
             os.unlink(path)
         mode = dev.get("fileMode")
         mode = 0o666 if mode is None else mode
-        try:
-            os.mknod(path, kind | (mode & 0o7777), os.makedev(dev.get("major", 0), dev.get("minor", 0)))
-            os.chmod(path, mode & 0o7777)  # mknod honours the umask
-        except PermissionError:
-            # no CAP_MKNOD (e.g. in a user namespace): bind the host's node instead
-            _ensure(path, False)
-            sys_mount(dev["path"], path, None, MS_BIND)
-            continue
-        os.chown(path, dev.get("uid") or 0, dev.get("gid") or 0)
+        if not userns:  # there mknod fails EPERM: go straight to the bind
+            try:
+                os.mknod(path, kind | (mode & 0o7777), os.makedev(dev.get("major", 0), dev.get("minor", 0)))
+                os.chmod(path, mode & 0o7777)  # mknod honours the umask
+                os.chown(path, dev.get("uid") or 0, dev.get("gid") or 0)
+                continue
+            except PermissionError:
+                pass  # no CAP_MKNOD
+        # bind the host's node instead (it keeps the host's owner and mode, as with runc)
+        _ensure(path, False)
+        sys_mount(dev["path"], path, None, MS_BIND)
     if defaults:
         for target, link in _DEV_SYMLINKS:
             lp = secure_join(rootfs, link)
@@ -211,10 +245,12 @@ def create_devices(rootfs: str, devices: list[dict[str, Any]], defaults: bool) -
 
 
 def prepare(spec: dict[str, Any], rootfs: str, cgroup: Cgroup | None,
-            before_pivot: Callable[[], None] | None = None) -> None:
+            before_pivot: Callable[[], None] | None = None, userns: bool = False,
+            pinned: dict[int, int] | None = None) -> None:
     """Everything up to and including pivot_root; cwd is the new ``/`` afterwards.
 
     ``before_pivot`` runs once the mounts and devices exist (createRuntime/createContainer hooks).
+    ``userns``: we run as root of a user namespace that owns our mount namespace.
     """
     linux = spec.get("linux") or {}
     prop = _PROPAGATION.get(linux.get("rootfsPropagation") or "", 0)
@@ -223,13 +259,13 @@ def prepare(spec: dict[str, Any], rootfs: str, cgroup: Cgroup | None,
     sys_mount(rootfs, rootfs, None, MS_BIND | MS_REC)
     mounts = spec.get("mounts") or []
     dev_bound = False
-    for m in mounts:
-        mount_one(rootfs, m, cgroup)
+    for i, m in enumerate(mounts):
+        mount_one(rootfs, m, cgroup, userns, (pinned or {}).get(i))
         if m.get("destination", "").rstrip("/") == "/dev" and (m.get("type") == "bind"
                                                                or "bind" in (m.get("options") or [])
                                                                or "rbind" in (m.get("options") or [])):
             dev_bound = True
-    create_devices(rootfs, linux.get("devices") or [], not dev_bound)
+    create_devices(rootfs, linux.get("devices") or [], not dev_bound, userns)
     if before_pivot is not None:
         before_pivot()
     os.chdir(rootfs)

@@ -11,7 +11,8 @@ import ctypes
 import os
 
 __all__ = [
-    "CLONE_NEWCGROUP", "CLONE_NEWIPC", "CLONE_NEWNET", "CLONE_NEWNS", "CLONE_NEWPID", "CLONE_NEWUTS",
+    "CLONE_NEWCGROUP", "CLONE_NEWIPC", "CLONE_NEWNET", "CLONE_NEWNS", "CLONE_NEWPID", "CLONE_NEWUSER",
+    "CLONE_NEWUTS",
     "capset", "mknod", "pivot_root", "prctl", "setdomainname", "sethostname", "setns", "sys_mount",
     "sys_umount", "unshare",
 ]
@@ -144,3 +145,25 @@ def openat2(dirfd: int, path: str, flags: int, mode: int = 0, resolve: int = 0) 
         if err not in (errno.EAGAIN, errno.EINTR):
             break
     raise OSError(err, f"openat2 {path}: {os.strerror(err)}", path)
+
+
+# the new mount API (Linux 5.2; same numbers on every architecture)
+_SYS_OPEN_TREE = 428
+_SYS_MOVE_MOUNT = 429
+OPEN_TREE_CLONE = 1
+AT_RECURSIVE = 0x8000
+_MOVE_MOUNT_F_EMPTY_PATH = 0x4
+
+
+def open_tree(path: str, flags: int) -> int:
+    """open_tree(2): with OPEN_TREE_CLONE, a detached copy of the mount at ``path`` (as an fd)."""
+    return _check(_libc.syscall(ctypes.c_long(_SYS_OPEN_TREE), ctypes.c_int(-100),
+                                ctypes.c_char_p(os.fsencode(path)), ctypes.c_uint(flags | os.O_CLOEXEC)),
+                  f"open_tree {path}")
+
+
+def move_mount(tree_fd: int, target: str) -> None:
+    """Attach the detached tree ``tree_fd`` at ``target``."""
+    _check(_libc.syscall(ctypes.c_long(_SYS_MOVE_MOUNT), ctypes.c_int(tree_fd), ctypes.c_char_p(b""),
+                         ctypes.c_int(-100), ctypes.c_char_p(os.fsencode(target)),
+                         ctypes.c_uint(_MOVE_MOUNT_F_EMPTY_PATH)), f"move_mount to {target}")

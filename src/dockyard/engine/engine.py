@@ -437,6 +437,12 @@ class Engine:
     async def image_history(self, name: str) -> list[HistoryEntry]:
         return list(self.images.history(name))
 
+    def _checkpoint(self) -> None:
+        self.db.checkpoint()
+        checkpoint = getattr(self.snapshots, "checkpoint", None)   # snapshotters without SQLite
+        if checkpoint is not None:
+            checkpoint()
+
     async def prune_images(self, filters: dict[str, list[str]]) -> PruneReport:
         dangling = filters.get("dangling", ["true"])
         all_images = any(v.lower() in ("false", "0") for v in dangling)
@@ -445,6 +451,7 @@ class Engine:
         for image_id in report.deleted:
             self.bus.publish("image", "delete", image_id, {"name": image_id})
         self.bus.publish("image", "prune", "", {"reclaimed": str(report.space_reclaimed)})
+        await asyncio.to_thread(self._checkpoint)
         return report
 
     async def load_images(self, path: Path) -> list[str]:
@@ -505,7 +512,9 @@ class Engine:
 
     async def prune_build_cache(self, all: bool, filters: dict[str, list[str]]) -> PruneReport:
         from dockyard.engine.builds import prune_cache
-        return await asyncio.to_thread(prune_cache, self, filters)
+        report = await asyncio.to_thread(prune_cache, self, filters)
+        await asyncio.to_thread(self._checkpoint)
+        return report
 
     async def commit_container(self, opts: Any) -> str:  # engine.commit.CommitOptions
         from dockyard.engine.commit import commit

@@ -75,6 +75,12 @@ class Database:
         with self._lock:
             return self.conn.execute(sql, params).rowcount
 
+    def checkpoint(self) -> None:
+        """Fold the write-ahead log into the database and truncate it: after a prune, the disk
+        goes back to what is stored (SQLite otherwise keeps a grown -wal file at its size)."""
+        with self._lock:
+            self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
     def close(self) -> None:
         with self._lock:
             self.conn.close()

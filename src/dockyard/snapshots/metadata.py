@@ -66,6 +66,11 @@ class MetaStore:
     def close(self) -> None:
         self.conn.close()
 
+    def checkpoint(self) -> None:
+        """Fold the write-ahead log in and truncate it (after a prune: disk back to what is kept)."""
+        with self._lock:
+            self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
         with self._lock:

@@ -37,6 +37,9 @@ class Snapshotter:
     def close(self) -> None:
         self.meta.close()
 
+    def checkpoint(self) -> None:
+        self.meta.checkpoint()
+
     def _cleanup(self) -> None:
         known = self.meta.all_ids()
         for entry in os.scandir(self.root):

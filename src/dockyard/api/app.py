@@ -14,6 +14,7 @@ from dockyard.api.models_images import API_VERSION, MIN_API_VERSION, SERVER_VERS
 from dockyard.api.routes import (
     archive,
     build,
+    check,
     commit,
     containers,
     distribution,
@@ -93,7 +94,8 @@ def build_app(engine: Any, data_root: Path) -> web.Application:
     app = web.Application(middlewares=[_errors_and_version], client_max_size=0)
     app[ENGINE] = engine
     app[DATA_ROOT] = Path(data_root)
-    for module in (system, containers, exec, images, build, distribution, commit, networks, volumes, archive):
+    for module in (system, containers, exec, images, build, distribution, commit, networks, volumes, archive,
+                   check):
         for method, path, handler in module.ROUTES:
             app.router.add_route(method, path, handler)
             app.router.add_route(method, _VERSION_PREFIX + path, handler)

@@ -322,7 +322,7 @@ BUILDER_CMDS: dict[str, Callable[[argparse.ArgumentParser], None]] = {"build": _
 
 SYSTEM_CMDS: dict[str, Callable[[argparse.ArgumentParser], None]] = {
     "df": _setup("system", "add_df_flags"), "info": _fmt_only("cmd_info"), "events": _events,
-    "prune": _setup("system", "add_prune_flags"),
+    "prune": _setup("system", "add_prune_flags"), "check": _setup("check", "add_check_flags"),
 }
 NETWORK_CMDS: dict[str, Callable[[argparse.ArgumentParser], None]] = {
     "create": _net("add_create"), "ls": _net("add_ls"), "list": _net("add_ls"), "inspect": _net("add_inspect"),

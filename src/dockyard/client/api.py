@@ -178,6 +178,11 @@ class Client:
     def disk_usage(self) -> dict[str, Any]:
         return self.t.request("GET", "/system/df").json() or {}
 
+    def system_check(self, repair: bool) -> list[dict[str, Any]]:
+        """dockyard's POST /system/check: the store's problems (repaired ones marked)."""
+        body = self.t.request("POST", "/system/check", {"repair": "1" if repair else "0"}).json() or {}
+        return list(body.get("Findings") or [])
+
     def build(self, context: BinaryIO, params: Mapping[str, Any]) -> Response:
         """POST /build with the context tar; the response is Docker's JSON progress stream."""
         return self.t.request("POST", "/build", params, body=context)

@@ -437,6 +437,11 @@ class Engine:
     async def image_history(self, name: str) -> list[HistoryEntry]:
         return list(self.images.history(name))
 
+    async def system_check(self, repair: bool) -> list[Any]:
+        """Verify (and with ``repair`` mend) the store; see engine/check.py."""
+        from dockyard.engine.check import check
+        return await asyncio.to_thread(check, self, repair)
+
     def _checkpoint(self) -> None:
         self.db.checkpoint()
         checkpoint = getattr(self.snapshots, "checkpoint", None)   # snapshotters without SQLite

@@ -16,7 +16,7 @@ import json
 import os
 import shutil
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from dockyard.errors import AlreadyExists, FailedPrecondition, Internal, InvalidArgument, NotFound
@@ -210,3 +210,25 @@ class Snapshotter:
 
     def walk(self) -> Iterator[SnapshotInfo]:
         return self.meta.walk()
+
+    def fsck(self) -> list[tuple[str, str, Callable[[], None] | None]]:
+        """(subject, problem, repair or None): directories without a row (left by a crash between
+        the two, or by hand) and rows whose directory is gone."""
+        out: list[tuple[str, str, Callable[[], None] | None]] = []
+        known = self.meta.all_ids()
+        for entry in sorted(os.scandir(self.root), key=lambda e: e.name):
+            if entry.is_dir(follow_symlinks=False) and (entry.name.startswith(("new-", "rm-")) or (
+                    entry.name.isdigit() and int(entry.name) not in known)):
+                out.append((entry.path, "snapshot directory without a record",
+                            _remover(entry.path)))
+        for info in self.meta.walk():
+            row = self.meta.get(info.key)
+            if row is not None and not self._fs(row.id).is_dir():
+                out.append((info.key, f"its directory {self._dir(row.id)} is missing: whatever uses it "
+                            "cannot be mounted (remove the image or container, then pull or build again)",
+                            None))
+        return out
+
+
+def _remover(path: str) -> Callable[[], None]:
+    return lambda: shutil.rmtree(path)

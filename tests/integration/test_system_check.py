@@ -40,7 +40,7 @@ def test_system_check_finds_and_repairs(tmp_path: Path) -> None:
         data[len(data) // 2] ^= 0xFF
         layer.write_bytes(bytes(data))
         # an ingest no writer holds
-        ref = "pull-abandoned"
+        ref = "build-layer-abandoned"
         ingest = d.data_root / "content" / "ingest" / hashlib.sha256(ref.encode()).hexdigest()
         ingest.mkdir(parents=True)
         (ingest / "ref").write_text(ref)

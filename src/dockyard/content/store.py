@@ -15,7 +15,7 @@ import hashlib
 import os
 import shutil
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -164,8 +164,16 @@ class ContentStore:
             digest = w.commit()
         return BlobInfo(digest, size)
 
-    def prune_ingests(self) -> None:
-        """Remove every ingest no writer holds (for daemon start-up)."""
+    @staticmethod
+    def resumable(ref: str) -> bool:
+        """A pull's ingest (``pull-<digest>``) picks up where it stopped; every other writer
+        (build, commit, import, put) starts afresh, so its leftovers are garbage."""
+        return ref.startswith("pull-")
+
+    def prune_ingests(self, keep: Callable[[str], bool] | None = None) -> int:
+        """Remove every ingest no writer holds, except those ``keep(ref)`` wants (a pull resumes
+        its own); returns the bytes freed."""
+        freed = 0
         for d in self.ingest.iterdir():
             ref_file = d / "ref"
             try:
@@ -173,7 +181,12 @@ class ContentStore:
             except FileNotFoundError:
                 shutil.rmtree(d, ignore_errors=True)
                 continue
+            if keep is not None and keep(ref):
+                continue
             try:
-                self.writer(ref).abort()
+                w = self.writer(ref)
             except Unavailable:  # a live writer holds it
                 continue
+            freed += w.offset
+            w.abort()
+        return freed

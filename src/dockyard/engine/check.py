@@ -15,6 +15,7 @@ import contextlib
 import hashlib
 import os
 import shutil
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ from dockyard.mount import unmount_all
 from dockyard.oci.digest import Digest
 
 _CGROUP_ROOT = Path("/sys/fs/cgroup")
+_GRACE = 30.0   # seconds an empty cgroup may be on its way to holding a container
 
 
 @dataclass
@@ -73,6 +75,14 @@ def check(engine: Any, repair: bool) -> list[Finding]:
     return report.findings
 
 
+def collect_at_start(engine: Any) -> list[Finding]:
+    """After live restore: root mounts and cgroups of containers that are not running are what a
+    crash between the runtime and the record left (nothing is starting yet, so it is safe)."""
+    report = _Report(repair=True)
+    _mounts_and_cgroups(engine, report)
+    return report.findings
+
+
 def _blobs(engine: Any, report: _Report) -> None:
     content = engine.content
     for info in content.walk():
@@ -94,13 +104,14 @@ def _blobs(engine: Any, report: _Report) -> None:
 def _ingests(engine: Any, report: _Report) -> None:
     content = engine.content
     for ref, size in list(content.ingests()):
+        if content.resumable(ref):
+            continue   # a pull cut short: the next pull of that blob resumes it (prune removes it)
         try:
             w = content.writer(ref)
         except Unavailable:
             continue   # a pull or build is writing it right now
         w.close()
-        report.add("ingest", ref, f"unfinished write of {size} bytes that no writer holds (a pull "
-                   "would resume it; removing it frees the space)",
+        report.add("ingest", ref, f"unfinished write of {size} bytes that nothing will resume",
                    lambda r=ref: content.abort(r))
 
 
@@ -171,14 +182,24 @@ def _mounts_and_cgroups(engine: Any, report: _Report) -> None:
             report.add("mount", str(path), "root file system mounted for a container that is not running",
                        lambda p=path: unmount_all(p, detach=True))
     parent = engine.config.cgroup_parent.strip("/")
+    known = {r.id for r in engine.store.all()}
     for controller_dir in sorted(_CGROUP_ROOT.iterdir()) if _CGROUP_ROOT.is_dir() else []:
         base = controller_dir / parent
         if not base.is_dir() or controller_dir.is_symlink():
             continue
         for d in sorted(base.iterdir()):
-            if d.is_dir() and len(d.name) == 64 and d.name not in running and not _has_tasks(d):
-                report.add("cgroup", str(d), "cgroup of a container that is not running",
-                           lambda d=d: os.rmdir(d))
+            if not d.is_dir() or len(d.name) != 64 or d.name in running or _has_tasks(d):
+                continue
+            # a cgroup is empty for a moment while a container starts (and the cgroup parent may
+            # be shared with another daemon): only one that has stayed so is stale
+            if engine.containers.lock(d.name).locked() or (
+                    d.name not in known and time.time() - d.stat().st_mtime < _GRACE):
+                continue
+            if d.name in known and time.time() - d.stat().st_mtime < _GRACE and \
+                    engine.store.get(d.name).state.status == "created":
+                continue
+            report.add("cgroup", str(d), "cgroup of a container that is not running",
+                       lambda d=d: os.rmdir(d))
 
 
 def _has_tasks(d: Path) -> bool:

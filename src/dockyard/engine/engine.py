@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -44,6 +45,8 @@ from dockyard.oci import reference
 
 if TYPE_CHECKING:
     from dockyard.build.options import BuildOptions, Progress
+
+log = logging.getLogger(__name__)
 
 
 def _default_runtimes() -> dict[str, str]:
@@ -123,9 +126,13 @@ class Engine:
         content = ContentStore(data_root / "content")
         snapshots = Snapshotter(data_root / "snapshots")
         images = ImageService(db, content, snapshots, data_root / "tmp")
+        content.prune_ingests(keep=content.resumable)   # what a crash cut short and nothing resumes
         engine = cls(config, db, content, snapshots, images)
         await engine.network_service.open()
         await engine.containers.restore()
+        from dockyard.engine.check import collect_at_start
+        for found in await asyncio.to_thread(collect_at_start, engine):
+            log.info("collected %s %s: %s", found.kind, found.subject, found.problem)
         await engine.endpoints.collect(busy=lambda cid: engine.containers.lock(cid).locked())
         for rec in engine.store.all():
             if rec.state.status == "running" and rec.id in engine.containers.running:
@@ -455,6 +462,8 @@ class Engine:
         report: PruneReport = self.images.prune(all=all_images, filters=rest, users=self._image_users)
         for image_id in report.deleted:
             self.bus.publish("image", "delete", image_id, {"name": image_id})
+        # a prune also drops half-pulled blobs nobody is writing (a later pull starts over)
+        report.space_reclaimed += await asyncio.to_thread(self.content.prune_ingests)
         self.bus.publish("image", "prune", "", {"reclaimed": str(report.space_reclaimed)})
         await asyncio.to_thread(self._checkpoint)
         return report

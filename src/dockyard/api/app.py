@@ -21,6 +21,7 @@ from dockyard.api.routes import (
     exec,
     images,
     networks,
+    stats,
     system,
     volumes,
 )
@@ -95,7 +96,7 @@ def build_app(engine: Any, data_root: Path) -> web.Application:
     app[ENGINE] = engine
     app[DATA_ROOT] = Path(data_root)
     for module in (system, containers, exec, images, build, distribution, commit, networks, volumes, archive,
-                   check):
+                   check, stats):
         for method, path, handler in module.ROUTES:
             app.router.add_route(method, path, handler)
             app.router.add_route(method, _VERSION_PREFIX + path, handler)

@@ -296,6 +296,7 @@ CONTAINER_CMDS: dict[str, Callable[[argparse.ArgumentParser], None]] = {
     "update": _update,
     "port": _net("add_port"),
     "cp": _cp,
+    "stats": _setup("stats", "add_stats_flags"),
     **COMMIT_CMDS,
 }
 def _build(p: argparse.ArgumentParser) -> None:

@@ -100,6 +100,11 @@ class Client:
         return self.t.request("GET", f"/containers/{_q(ref)}/top",
                               {"ps_args": ps_args}).json()
 
+    def stats(self, ref: str, stream: bool = True, one_shot: bool = False) -> Response:
+        """GET /containers/{id}/stats: newline-delimited StatsResponse objects (one when not streaming)."""
+        return self.t.request("GET", f"/containers/{_q(ref)}/stats",
+                              {"stream": stream, "one-shot": one_shot or None})
+
     def rename(self, ref: str, name: str) -> None:
         self.t.request("POST", f"/containers/{_q(ref)}/rename", {"name": name}).read()
 

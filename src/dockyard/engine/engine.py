@@ -444,6 +444,12 @@ class Engine:
     async def image_history(self, name: str) -> list[HistoryEntry]:
         return list(self.images.history(name))
 
+    def container_stats(self, ref: str, stream: bool = True, one_shot: bool = False
+                        ) -> AsyncIterator[dict[str, Any]]:
+        """Docker's StatsResponse samples of a container (engine/stats.py)."""
+        from dockyard.engine import stats
+        return stats.collect(self, ref, stream=stream, one_shot=one_shot)
+
     async def system_check(self, repair: bool) -> list[Any]:
         """Verify (and with ``repair`` mend) the store; see engine/check.py."""
         from dockyard.engine.check import check

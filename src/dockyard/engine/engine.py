@@ -128,6 +128,7 @@ class Engine:
         images = ImageService(db, content, snapshots, data_root / "tmp")
         content.prune_ingests(keep=content.resumable)   # what a crash cut short and nothing resumes
         engine = cls(config, db, content, snapshots, images)
+        engine.bus.open_journal(data_root / "events")   # since/until replay across restarts
         await engine.network_service.open()
         await engine.containers.restore()
         from dockyard.engine.check import collect_at_start
@@ -141,6 +142,7 @@ class Engine:
 
     async def close(self) -> None:
         """Leaves containers running; the next open() reattaches to their shims."""
+        self.bus.close()   # ends event streams, flushes the journal
         self.health.close()
         await self.containers.close()
         await self.endpoints.close()

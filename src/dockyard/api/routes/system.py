@@ -10,7 +10,7 @@ from aiohttp import web
 from dockyard.api.models_images import render_event, render_info, render_version
 from dockyard.api.routes.common import Routes, aiterate, call, engine, json_response, qfilters
 from dockyard.api.streams import json_line
-from dockyard.api.timefmt import parse_time_param
+from dockyard.engine.events import Subscription, event_window
 from dockyard.errors import InvalidArgument
 
 _PING_HEADERS = {"Cache-Control": "no-cache, no-store, must-revalidate", "Pragma": "no-cache",
@@ -33,17 +33,37 @@ async def info(request: web.Request) -> web.Response:
     return json_response(render_info(await call(engine(request).info)))
 
 
+_SEQ_TYPES = ("application/x-ndjson", "application/json-seq")
+
+
 async def events(request: web.Request) -> web.StreamResponse:
-    since = parse_time_param(request.query["since"], "since") if request.query.get("since") else None
-    until = parse_time_param(request.query["until"], "until") if request.query.get("until") else None
+    since, until = event_window(request.query.get("since", ""), request.query.get("until", ""))
     stream = engine(request).events(since, until, qfilters(request))
+    accept = request.headers.get("Accept", "")
+    # as dockerd: NDJSON or JSON text sequences on request, else the historical application/json
+    media = next((t for t in _SEQ_TYPES if t in accept), "application/json")
+    prefix = b"\x1e" if media == "application/json-seq" else b""
+    writing = False
+
+    def dropped() -> None:
+        # The bus dropped this subscriber for falling behind. If we are stuck writing, the client
+        # is not reading: abort the connection rather than wait on it (the stream ends either way).
+        if writing and request.transport is not None:
+            request.transport.abort()
+
+    if isinstance(stream, Subscription):
+        stream.on_drop = dropped
     items = aiterate(stream)
-    resp = web.StreamResponse(headers={"Content-Type": "application/json"})
+    resp = web.StreamResponse(headers={"Content-Type": media})
     # Docker sends the headers at once so clients know the subscription is live.
     await resp.prepare(request)
     try:
         async for event in items:
-            await resp.write(json_line(render_event(event)))
+            writing = True
+            await resp.write(prefix + json_line(render_event(event)))
+            writing = False
+    except ConnectionError:
+        pass        # the client went away, or was dropped above
     finally:
         await items.aclose()
     return resp

@@ -17,8 +17,12 @@ DB_SLACK = 512 * 1024   # SQLite keeps freed pages in the file (no VACUUM on the
 
 
 def files(root: Path) -> dict[str, int]:
+    """Regular files and sizes; not the events journal, which is bounded by design (4 × 4 MiB)
+    and is history, not something a prune should erase."""
     out = {}
     for dirpath, _, names in os.walk(root):
+        if Path(dirpath).relative_to(root).parts[:1] == ("events",):
+            continue
         for name in names:
             p = Path(dirpath) / name
             if p.is_file() and not p.is_symlink():

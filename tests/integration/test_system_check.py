@@ -25,7 +25,7 @@ def check(d: LiveDaemon, *flags: str) -> tuple[int, list[dict[str, object]]]:
 
 def test_system_check_finds_and_repairs(tmp_path: Path) -> None:
     d = start_daemon(tmp_path)
-    cgroup = Path(f"/sys/fs/cgroup/pids/dockyard/{secrets.token_hex(32)}")
+    cgroup: Path | None = None
     mounted: Path | None = None
     try:
         d.cli("bootstrap", "busybox", timeout=120)
@@ -55,6 +55,7 @@ def test_system_check_finds_and_repairs(tmp_path: Path) -> None:
         mounted = d.data_root / "containers" / cid / "rootfs"
         mounted.mkdir(exist_ok=True)
         subprocess.run(["mount", "-t", "tmpfs", "stale", str(mounted)], check=True)
+        cgroup = Path(f"/sys/fs/cgroup/pids/dockyard/{cid}")   # as a crash mid-stop leaves it
         cgroup.mkdir(parents=True)
 
         before = sorted(os.listdir(blobs))
@@ -72,6 +73,7 @@ def test_system_check_finds_and_repairs(tmp_path: Path) -> None:
         repaired = {(f["Kind"], f["Subject"]) for f in findings if f["Repaired"]}
         assert kinds <= repaired | {(f["Kind"], f["Subject"]) for f in findings}
         for gone in (liar, layer, ingest, orphan_ctr, d.data_root / "snapshots" / "987654", cgroup):
+            assert gone is not None
             assert not gone.exists(), gone
         assert str(mounted) not in Path("/proc/self/mountinfo").read_text()
         mounted = None
@@ -85,6 +87,6 @@ def test_system_check_finds_and_repairs(tmp_path: Path) -> None:
     finally:
         if mounted is not None:
             subprocess.run(["umount", "-l", str(mounted)], check=False)
-        if cgroup.exists():
+        if cgroup is not None and cgroup.exists():
             cgroup.rmdir()
         stop_daemon(d)

@@ -195,9 +195,6 @@ def _mounts_and_cgroups(engine: Any, report: _Report) -> None:
             if engine.containers.lock(d.name).locked() or (
                     d.name not in known and time.time() - d.stat().st_mtime < _GRACE):
                 continue
-            if d.name in known and time.time() - d.stat().st_mtime < _GRACE and \
-                    engine.store.get(d.name).state.status == "created":
-                continue
             report.add("cgroup", str(d), "cgroup of a container that is not running",
                        lambda d=d: os.rmdir(d))
 

@@ -84,7 +84,8 @@ def parse_config(f: Fields) -> ContainerConfig:
 def parse_restart_policy(f: Fields) -> RestartPolicy:
     name = f.text("Name", "no") or "no"
     if name not in ("no", "always", "on-failure", "unless-stopped"):
-        raise InvalidArgument(f"invalid restart policy: unknown policy '{name}'")
+        raise InvalidArgument(f"invalid restart policy: unknown policy '{name}'; use one of 'no', "
+                              "'always', 'on-failure', or 'unless-stopped'")
     retries = f.integer("MaximumRetryCount")
     if retries < 0:
         raise InvalidArgument("invalid restart policy: maximum retry count cannot be negative")
@@ -210,7 +211,8 @@ def parse_update(body: dict[str, Any]) -> tuple[Resources | None, RestartPolicy 
     resource_keys = ("Memory", "MemorySwap", "MemoryReservation", "NanoCpus", "CpuShares", "CpuPeriod",
                      "CpuQuota", "CpusetCpus", "CpusetMems", "PidsLimit", "BlkioWeight", "OomKillDisable")
     resources = parse_resources(f) if any(f.raw(k) is not None for k in resource_keys) else None
-    policy = parse_restart_policy(f.sub("RestartPolicy")) if f.raw("RestartPolicy") is not None else None
+    # the docker CLI always sends RestartPolicy; an empty Name leaves the policy as it is (moby)
+    policy = parse_restart_policy(f.sub("RestartPolicy")) if f.sub("RestartPolicy").text("Name") else None
     return resources, policy
 
 
@@ -355,7 +357,7 @@ def render_state(rec: ContainerRecord) -> dict[str, Any]:
     }
     if s.health is not None:
         out["Health"] = {"Status": s.health.status, "FailingStreak": s.health.failing_streak,
-                         "Log": s.health.log}
+                         "Log": s.health.log or None}  # null before the first probe
     return out
 
 

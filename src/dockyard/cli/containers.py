@@ -51,6 +51,9 @@ def create_or_run(c: Client, a: argparse.Namespace, run: bool) -> int:
     detach = getattr(a, "detach", False) if run else True
     tty_size = terminal_size() if a.tty else None
     body = create_body(a, a.image, a.command, tty_size)
+    healthcheck = health_config(a)
+    if healthcheck is not None:
+        body["Healthcheck"] = healthcheck
     policy = getattr(a, "pull", "missing") or "missing"
     if policy not in ("missing", "always", "never"):
         _err(f'invalid pull option: \'{policy}\': must be one of "always", "missing" or "never"')
@@ -366,11 +369,65 @@ def cmd_wait(c: Client, a: argparse.Namespace) -> int:
     return each(a.containers, op, echo=False)
 
 
+def add_health_flags(p: argparse.ArgumentParser) -> None:
+    """``run``/``create``: docker's healthcheck flags."""
+    p.add_argument("--health-cmd", default="")
+    for flag in ("interval", "timeout", "start-period", "start-interval"):
+        p.add_argument(f"--health-{flag}", default="0s")
+    p.add_argument("--health-retries", type=int, default=0)
+    p.add_argument("--no-healthcheck", action="store_true")
+
+
+_GO_UNITS = {"ns": 1, "us": 1_000, "µs": 1_000, "ms": 1_000_000, "s": 10**9, "m": 60 * 10**9, "h": 3600 * 10**9}
+
+
+def go_duration(text: str, flag: str) -> int:
+    """Go's time.ParseDuration (what docker's duration flags take), in nanoseconds."""
+    import re
+    body = text.strip().lstrip("+-")
+    parts = re.findall(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)", body)
+    if body == "0":
+        return 0
+    if not parts or "".join(n + u for n, u in parts) != body:
+        raise errors.InvalidArgument(f'invalid argument "{text}" for "--{flag}" flag: '
+                                     f'time: invalid duration "{text}"')
+    total = round(sum(float(n) * _GO_UNITS[u] for n, u in parts))
+    return -total if text.strip().startswith("-") else total
+
+
+def health_config(a: argparse.Namespace) -> dict[str, Any] | None:
+    """Config.Healthcheck as the docker CLI builds it (None: the image's stays)."""
+    if not hasattr(a, "no_healthcheck"):
+        return None
+    values = {flag: go_duration(getattr(a, "health_" + flag.replace("-", "_")), "health-" + flag)
+              for flag in ("interval", "timeout", "start-period", "start-interval")}
+    have = bool(a.health_cmd) or a.health_retries != 0 or any(values.values())
+    if a.no_healthcheck:
+        if have:
+            raise errors.InvalidArgument("--no-healthcheck conflicts with --health-* options")
+        return {"Test": ["NONE"]}
+    if not have:
+        return None
+    for flag, value in [*values.items(), ("retries", a.health_retries)]:
+        if value < 0:
+            raise errors.InvalidArgument(f"--health-{flag} cannot be negative")
+    out: dict[str, Any] = {"Test": ["CMD-SHELL", a.health_cmd]} if a.health_cmd else {}
+    for flag, key in (("interval", "Interval"), ("timeout", "Timeout"), ("start-period", "StartPeriod"),
+                      ("start-interval", "StartInterval")):
+        if values[flag]:
+            out[key] = values[flag]
+    if a.health_retries:
+        out["Retries"] = a.health_retries
+    return out
+
+
 def cmd_update(c: Client, a: argparse.Namespace) -> int:
     from dockyard.cli.runopts import resource_fields, restart_policy
     body = resource_fields(a)
     if a.restart:
         body["RestartPolicy"] = restart_policy(a.restart)
+    if not body:
+        raise errors.InvalidArgument("you must provide one or more flags when using this command")
 
     def op(ref: str) -> None:
         for w in c.update(ref, body).get("Warnings") or []:

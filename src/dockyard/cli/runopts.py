@@ -85,6 +85,8 @@ def add_run_flags(p: argparse.ArgumentParser, *, create: bool = False) -> None:
     add_network_flags(p)
     add_storage_flags(p)
     add_security_flags(p)
+    from dockyard.cli.containers import add_health_flags  # here: containers imports this module
+    add_health_flags(p)
     p.add_argument("--runtime", default="")
     p.add_argument("-l", "--label", action="append", default=[])
     p.add_argument("--restart", default="no")

@@ -332,6 +332,8 @@ class Engine:
         if rec.state.status == "paused":
             raise Conflict(f"Container {rec.id} is already paused")
         await run.shim.pause()
+        self.health.stop(rec.id)   # as moby: no probes while frozen, the status turns unhealthy
+        rec = self.store.get(rec.id)
         rec.state.status = "paused"
         self.store.save(rec)
         self.containers.emit(rec, "pause")
@@ -344,6 +346,7 @@ class Engine:
         await run.shim.resume()
         rec.state.status = "running"
         self.store.save(rec)
+        self.health.start(rec.id)
         self.containers.emit(rec, "unpause")
 
     async def update_container(self, ref: str, resources: Resources | None,
@@ -352,7 +355,8 @@ class Engine:
         warnings: list[str] = []
         if restart_policy is not None:
             if rec.host_config.auto_remove and restart_policy.name not in ("", "no"):
-                raise InvalidArgument("Restart policy cannot be updated because AutoRemove is enabled for the container")
+                raise Conflict(f"Cannot update container {rec.id}: Restart policy cannot be updated because "
+                               "AutoRemove is enabled for the container")
             rec.host_config.restart_policy = restart_policy
         if resources is not None:
             merged = _merge_resources(rec.host_config.resources, resources)

@@ -13,6 +13,7 @@ from dockyard.errors import InvalidArgument
 _KNOWN = {"id", "name", "label", "label!", "status", "exited", "ancestor", "before", "since",
           "health", "isolation", "network", "volume", "publish", "expose", "is-task", "until"}
 _STATUSES = {"created", "restarting", "running", "removing", "paused", "exited", "dead"}
+_HEALTHS = ("none", "starting", "healthy", "unhealthy")
 
 
 def label_match(labels: dict[str, str], wanted: list[str], unwanted: list[str] | None = None) -> bool:
@@ -57,6 +58,10 @@ def filter_containers(recs: list[ContainerRecord], filters: dict[str, list[str]]
     for status in filters.get("status", []):
         if status not in _STATUSES:
             raise InvalidArgument(f"invalid filter 'status={status}'")
+    for health in filters.get("health", []):
+        if health not in _HEALTHS:
+            raise InvalidArgument(f"invalid filter 'health={health}': invalid value for health ({health}): "
+                                  f"must be one of {', '.join(_HEALTHS)}")
     by_ref = {r.id: r for r in recs}
     before = [_lookup(recs, v) for v in filters.get("before", [])]
     since = [_lookup(recs, v) for v in filters.get("since", [])]
@@ -75,6 +80,9 @@ def filter_containers(recs: list[ContainerRecord], filters: dict[str, list[str]]
         if not label_match(rec.config.labels, filters.get("label", []), filters.get("label!", [])):
             continue
         if filters.get("status") and rec.state.status not in filters["status"]:
+            continue
+        if filters.get("health") and (rec.state.health.status if rec.state.health else "none") \
+                not in filters["health"]:
             continue
         if filters.get("exited") and (rec.state.running or rec.state.status == "created" or \
                     str(rec.state.exit_code) not in filters["exited"]):

@@ -30,9 +30,10 @@ from dockyard.engine.create import (
     write_container_files,
 )
 from dockyard.engine.events import EventBus
+from dockyard.engine.health import merge_healthcheck, validate_healthcheck
 from dockyard.engine.liverestore import LiveRestore
 from dockyard.engine.names import generate_name, validate_name
-from dockyard.engine.restart import RestartPolicies
+from dockyard.engine.restart import RestartManager, RestartPolicies, ran_for
 from dockyard.engine.rootfs import make_dirs, resolve_user
 from dockyard.engine.shims import Running
 from dockyard.engine.spec import build_spec, parse_signal
@@ -71,8 +72,9 @@ class ContainerService(RestartPolicies, LiveRestore):
         self._remove_waiters: dict[str, list[asyncio.Future[tuple[int, str]]]] = {}
         self._background: set[asyncio.Task[None]] = set()  # keeps fire-and-forget tasks alive
         self._locks: dict[str, asyncio.Lock] = {}
-        self._restarts: dict[str, asyncio.Task[None]] = {}
+        self._managers: dict[str, RestartManager] = {}  # restart policies' state, in memory
         self._closing = False
+        self._restoring = False
         self.endpoints: Endpoints | None = None            # networking, wired by the Engine
         self.volumes: VolumeService | None = None          # volumes, wired by the Engine
         self.on_start: list[Callable[[str], None]] = []   # hooks (healthchecks) per container id
@@ -126,7 +128,9 @@ class ContainerService(RestartPolicies, LiveRestore):
                 raise InvalidArgument("config.Image must not be empty")
             image_id = self.images.resolve(opts.config.image)
             image_config = self.images.config(image_id)
+        validate_healthcheck(opts.config.healthcheck)
         cfg = merge_image_config(opts.config, image_config)
+        cfg.healthcheck = merge_healthcheck(opts.config.healthcheck, image_config.get("config") or {})
         warnings = validate_host_config(host, cfg, ncpu())
         path, args = command_line(cfg)
         networks = self.endpoints.initial(host, opts.networking) if self.endpoints else {}
@@ -196,6 +200,7 @@ class ContainerService(RestartPolicies, LiveRestore):
                 raise NotModified(f"container {rec.id} is already running")
             if rec.state.status in ("removing", "dead"):
                 raise Conflict(f"cannot start container {rec.id}: container is marked for removal")
+            self._reset_restart_manager(rec, reset_count=True)
             await self._start_locked(rec)
 
     async def _start_locked(self, rec: ContainerRecord) -> None:
@@ -320,44 +325,45 @@ class ContainerService(RestartPolicies, LiveRestore):
         await self._handle_exit(cid, run, dict(info or {}))
 
     async def _handle_exit(self, cid: str, run: Running | None, info: dict[str, Any]) -> None:
-        try:
-            rec = self.store.get(cid)
-        except NotFound:
-            return
-        code = int(info.get("exit_code", 255))
-        for hook in self.on_exit:
-            hook(cid)
-        rec.state.status = "exited"
-        rec.state.exit_code = code
-        rec.state.pid = 0
-        rec.state.oom_killed = bool(info.get("oom_killed", False))
-        rec.state.finished_at = _exited_at(info.get("exited_at"))
-        rec.rootfs = ""
-        if self.endpoints is not None:
-            await self.endpoints.teardown(rec)
-        if self.volumes is not None:
-            self.volumes.after_stop(rec)
-        self.store.save(rec)
-        if rec.state.oom_killed:
-            self.emit(rec, "oom")
-        self.emit(rec, "die", {"exitCode": str(code)})
-        if run is not None:
-            with contextlib.suppress(Exception):
-                await run.shim.delete()
-        shims.remove_state_dir(self.state_dir(cid))
-        with contextlib.suppress(DockyardError):
-            unmount_all(Path(rec.bundle) / "rootfs", detach=True)
-        self.running.pop(cid, None)
-        if run is not None:
-            run.exited.set()
-        for fut in self._exit_waiters.pop(cid, []):
-            if not fut.done():
-                fut.set_result((code, ""))
+        async with self.lock(cid):  # a pending restart starts only once this exit is recorded
+            try:
+                rec = self.store.get(cid)
+            except NotFound:
+                return
+            code = int(info.get("exit_code", 255))
+            for hook in self.on_exit:
+                hook(cid)
+            rec.state.exit_code = code
+            rec.state.pid = 0
+            rec.state.oom_killed = bool(info.get("oom_killed", False))
+            rec.state.finished_at = _exited_at(info.get("exited_at"))
+            delay = self._decide_restart(rec)  # status: restarting or exited
+            rec.rootfs = ""
+            if self.endpoints is not None:
+                await self.endpoints.teardown(rec)
+            if self.volumes is not None:
+                self.volumes.after_stop(rec)
+            self.store.save(rec)
+            if rec.state.oom_killed:
+                self.emit(rec, "oom")
+            self.emit(rec, "die", {"exitCode": str(code), "execDuration": str(int(ran_for(rec)))})
+            if run is not None:
+                with contextlib.suppress(Exception):
+                    await run.shim.delete()
+            shims.remove_state_dir(self.state_dir(cid))
+            with contextlib.suppress(DockyardError):
+                unmount_all(Path(rec.bundle) / "rootfs", detach=True)
+            self.running.pop(cid, None)
+            if run is not None:
+                run.exited.set()
+            for fut in self._exit_waiters.pop(cid, []):
+                if not fut.done():
+                    fut.set_result((code, ""))
+            if delay is not None:
+                self._schedule_restart(rec, delay)
         if rec.host_config.auto_remove:
             with contextlib.suppress(DockyardError):
                 await self.remove(cid, force=True, volumes=True)
-        elif self._should_restart(rec):
-            self._schedule_restart(rec)
 
     async def _auto_remove(self, cid: str) -> None:
         with contextlib.suppress(DockyardError):
@@ -367,9 +373,15 @@ class ContainerService(RestartPolicies, LiveRestore):
     async def kill(self, ref: str, signal: str = "KILL") -> None:
         rec = self.store.get(ref)
         signum = parse_signal(signal or "KILL")
+        if rec.state.status == "restarting":  # as moby: no process to signal, the restart is called off
+            self._note_manual_stop(rec, signum)
+            if not self._restart_canceled(rec.id) or await self._stop_restarting(rec):
+                return
+            rec = self.store.get(rec.id)
         run = self.running.get(rec.id)
         if run is None or not rec.state.running:
             raise Conflict(f"Cannot kill container: {rec.id}: container {rec.id} is not running")
+        self._note_manual_stop(rec, signum)
         await run.shim.kill(signal=signum, all=signum == int(_signal.SIGKILL))
         self.emit(rec, "kill", {"signal": str(signum)})
         if signum == int(_signal.SIGKILL):
@@ -378,14 +390,16 @@ class ContainerService(RestartPolicies, LiveRestore):
 
     async def stop(self, ref: str, timeout: int | None, signal: str | None) -> None:
         rec = self.store.get(ref)
-        if self._cancel_restart(rec):
-            self.emit(rec, "stop")
-            return
+        if rec.state.status == "restarting":
+            self._note_manual_stop(rec, int(_signal.SIGKILL))  # a stop always calls the restart off
+            if await self._stop_restarting(rec):
+                self.emit(self.store.get(rec.id), "stop")
+                return
+            rec = self.store.get(rec.id)
         run = self.running.get(rec.id)
         if run is None or not rec.state.running:
             raise NotModified(f"container {rec.id} is not running")
-        rec.manually_stopped = True
-        self.store.save(rec)
+        self._note_manual_stop(rec, int(_signal.SIGKILL))
         signum = parse_signal(signal or rec.config.stop_signal or "SIGTERM")
         if timeout is None:
             timeout = rec.config.stop_timeout if rec.config.stop_timeout is not None else 10
@@ -440,9 +454,14 @@ class ContainerService(RestartPolicies, LiveRestore):
             raise Conflict(f"You cannot remove a paused container {rec.id}. Unpause and then stop the "
                            "container before attempting removal or force remove")
         if rec.state.running and not force:
-            raise Conflict(f'cannot remove container "/{rec.name}": container is running: '
+            raise Conflict(f'cannot remove container "/{rec.name}": container is {rec.state.status}: '
                            "stop the container before removing or force remove")
-        self._cancel_restart(rec)
+        if rec.state.running:
+            self._note_manual_stop(rec, int(_signal.SIGKILL))
+        if rec.state.status == "restarting":
+            await self._stop_restarting(rec)
+        with contextlib.suppress(NotFound):
+            rec = self.store.get(rec.id)
         run = self.running.get(rec.id)
         if run is not None:
             with contextlib.suppress(DockyardError):
@@ -475,6 +494,7 @@ class ContainerService(RestartPolicies, LiveRestore):
             for session in self.pending_attach.pop(rec.id, []):
                 session.end()
         self._locks.pop(rec.id, None)
+        self._managers.pop(rec.id, None)
         self.emit(rec, "destroy")
         for fut in self._remove_waiters.pop(rec.id, []) + self._exit_waiters.pop(rec.id, []):
             if not fut.done():
@@ -483,8 +503,7 @@ class ContainerService(RestartPolicies, LiveRestore):
     async def close(self) -> None:
         """Stop watching; the containers and their shims keep running."""
         self._closing = True
-        for task in list(self._restarts.values()):
-            task.cancel()
+        self._drop_restart_managers()
         for run in list(self.running.values()):
             if run.monitor is not None:
                 run.monitor.cancel()

@@ -29,6 +29,7 @@ class LiveRestore:
     snapshots: Any
     running: dict[str, Running]
     endpoints: Endpoints | None
+    _restoring: bool
 
     def state_dir(self, cid: str) -> Path:
         raise NotImplementedError
@@ -39,12 +40,22 @@ class LiveRestore:
     async def _monitor(self, cid: str, run: Running) -> None:
         raise NotImplementedError
 
-    def _schedule_restart(self, rec: ContainerRecord) -> None:
+    async def start_at_boot(self, recs: list[ContainerRecord]) -> None:
         raise NotImplementedError
 
     async def restore(self) -> None:
         """Reattach to live shims; record exits that happened while the engine was away; clean up
-        what a crash mid-create/start/remove left (orphan snapshots, dirs, shims, mounts)."""
+        what a crash mid-create/start/remove left (orphan snapshots, dirs, shims, mounts); then
+        start the stopped containers whose restart policy wants them running."""
+        self._restoring = True  # exits found now are not restarted with back-off: start_at_boot decides
+        try:
+            await self._restore_all()
+        finally:
+            self._restoring = False
+        self._collect_orphans()
+        await self.start_at_boot(self.store.all())
+
+    async def _restore_all(self) -> None:
         for rec in self.store.all():
             state_dir = self.state_dir(rec.id)
             if not rec.state.running:
@@ -66,11 +77,11 @@ class LiveRestore:
                     run.monitor = asyncio.create_task(self._monitor(rec.id, run))
                 continue
             if rec.state.status == "restarting" and not state_dir.exists():
-                self._schedule_restart(rec)  # was waiting for its back-off
+                rec.state.status = "exited"  # was waiting for its back-off: start_at_boot decides
+                self.store.save(rec)
                 continue
             info = shims.read_exit(state_dir) or {"exit_code": 255}
             await self._handle_exit(rec.id, None, info)
-        self._collect_orphans()
 
     async def _discard_shim(self, state_dir: Path) -> None:
         shim = shims.connect(state_dir)

@@ -21,7 +21,6 @@ the same profile after the first pays a file read.
 from __future__ import annotations
 
 import ctypes
-import json
 import os
 import struct
 
@@ -55,7 +54,7 @@ _OPS = {"SCMP_CMP_NE": 1, "SCMP_CMP_LT": 2, "SCMP_CMP_LE": 3, "SCMP_CMP_EQ": 4, 
 _FLAGS = {"SECCOMP_FILTER_FLAG_TSYNC": (0, 0), "SECCOMP_FILTER_FLAG_LOG": (2, 3),
           "SECCOMP_FILTER_FLAG_SPEC_ALLOW": (4, 4), "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV": (0, 0)}
 _SET_MODE_FILTER = 1
-_CACHE_FORMAT = 1  # bump when the program this module generates for a profile changes
+_CACHE_FORMAT = 2  # bump when the program this module generates for a profile changes
 _BPF_MAXINSNS = 4096
 _SOCK_FILTER = struct.Struct("=HBBI")  # struct sock_filter, host byte order
 _MAX_ARGS = 6
@@ -147,7 +146,9 @@ class Filter:
         self._libc = ctypes.CDLL(None, use_errno=True)
         key = ""
         if cache_dir:
-            blob = json.dumps(profile, sort_keys=True, separators=(",", ":")).encode()
+            # repr of the decoded JSON is deterministic for the same text (``import json`` would
+            # cost ~7 ms per container start: see runtime/jsonio.py)
+            blob = repr(profile).encode()
             key = _sha256(b"%d\0%s\0" % (_CACHE_FORMAT, os.uname().machine.encode()) + blob)
             if self._cached(os.path.join(cache_dir, key)):
                 return

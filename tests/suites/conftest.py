@@ -306,3 +306,16 @@ def userns_runtime(runtime: Runtime) -> Iterator[Runtime]:
         if not mounts:  # never rmtree through a leftover bind mount
             shutil.rmtree(base, ignore_errors=True)
         assert not mounts, f"mounts left behind: {mounts}"
+
+
+def read_until_eof(fd: int) -> bytes:
+    """Everything a pty master yields until its slave side is gone (EIO) or EOF."""
+    out = b""
+    while True:
+        try:
+            chunk = os.read(fd, 4096)
+        except OSError:
+            return out
+        if not chunk:
+            return out
+        out += chunk

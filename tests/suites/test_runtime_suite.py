@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.suites.conftest import Container, Runtime, cgroup_dirs, mounts_under
+from tests.suites.conftest import Container, Runtime, cgroup_dirs, mounts_under, read_until_eof
 
 pytestmark = pytest.mark.root
 
@@ -292,14 +292,7 @@ def test_exec_with_terminal(runtime: Runtime, tmp_path: Path) -> None:
             master = _recv_fd(conn)
     out = b""
     try:
-        while True:
-            try:
-                chunk = os.read(master, 4096)
-            except OSError:
-                break
-            if not chunk:
-                break
-            out += chunk
+        out += read_until_eof(master)
     finally:
         os.close(master)
     text = out.decode().replace("\r", "")

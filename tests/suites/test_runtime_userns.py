@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from tests.suites.conftest import Container, Runtime, cgroup_dirs, mounts_under
+from tests.suites.conftest import Container, Runtime, cgroup_dirs, mounts_under, read_until_eof
 from tests.suites.test_runtime_suite import SECCOMP, _cap_mask, _recv_fd, run_to_exit, wait_status
 
 pytestmark = pytest.mark.root
@@ -208,14 +208,7 @@ def test_userns_terminal(userns_runtime: Runtime) -> None:
     try:
         assert userns_runtime.run("start", c.id).returncode == 0
         assert c.wait() == 0
-        while True:
-            try:
-                chunk = os.read(master, 4096)
-            except OSError:
-                break
-            if not chunk:
-                break
-            out += chunk
+        out += read_until_eof(master)
     finally:
         os.close(master)
     assert out.decode().replace("\r", "").split() == ["/dev/pts/0", "0", "21", "43"]

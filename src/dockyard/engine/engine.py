@@ -9,7 +9,7 @@ import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from dockyard.engine import shims
 from dockyard.engine.containers import ContainerStore, parse_rfc3339
@@ -17,6 +17,7 @@ from dockyard.engine.create import validate_resources
 from dockyard.engine.events import EventBus
 from dockyard.engine.execs import ExecService
 from dockyard.engine.health import HealthMonitor
+from dockyard.engine.imageapi import ImageFacade
 from dockyard.engine.lifecycle import ContainerService
 from dockyard.engine.names import validate_name
 from dockyard.engine.spec import linux_resources
@@ -25,13 +26,9 @@ from dockyard.engine.system import info_facts, ncpu, version_facts
 from dockyard.engine.types import (
     ContainerRecord,
     CreateOptions,
-    DeleteResponseItem,
     Event,
     ExecConfig,
     ExecRecord,
-    HistoryEntry,
-    ImageDetail,
-    ImageSummary,
     ListOptions,
     LogEntry,
     LogsOptions,
@@ -41,10 +38,6 @@ from dockyard.engine.types import (
 )
 from dockyard.errors import Conflict, InvalidArgument, NotFound
 from dockyard.metadata import Database
-from dockyard.oci import reference
-
-if TYPE_CHECKING:
-    from dockyard.build.options import BuildOptions, Progress
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +68,7 @@ class EngineConfig:
     userns_remap: str = ""          # dockerd's --userns-remap: "default" | USER[:GROUP]
 
 
-class Engine:
+class Engine(ImageFacade):
     def __init__(self, config: EngineConfig, db: Database, content: Any, snapshots: Any,
                  images: Any) -> None:
         self.config = config
@@ -403,53 +396,6 @@ class Engine:
     async def resize_exec(self, exec_id: str, height: int, width: int) -> None:
         await self.execs.resize(exec_id, height, width)
 
-    # -- images -----------------------------------------------------------------------------
-    def _image_users(self, image_id: str) -> list[str]:
-        return self.store.image_users(image_id)
-
-    async def list_images(self, all: bool = False, filters: dict[str, list[str]] | None = None
-                          ) -> list[ImageSummary]:
-        return list(self.images.list(all=all, filters=filters or {}))
-
-    async def inspect_image(self, name: str) -> ImageDetail:
-        detail: ImageDetail = self.images.get(name)
-        chain = self.images.record(detail.summary.id).chain_id
-        if chain and self.snapshots.exists(chain):
-            dirs: list[Path] = []
-            key: str | None = chain
-            while key:
-                dirs.append(self.snapshots.upper_dir(key))
-                key = self.snapshots.stat(key).parent
-            top = dirs[0].parent  # snapshots/<n>/ holds fs/ and work/
-            detail.graph_driver_data = {"MergedDir": str(top / "merged"), "UpperDir": str(dirs[0]),
-                                        "WorkDir": str(top / "work")}
-            if len(dirs) > 1:
-                detail.graph_driver_data["LowerDir"] = ":".join(str(d) for d in dirs[1:])
-        return detail
-
-    async def tag_image(self, source: str, repo: str, tag: str = "") -> None:
-        image_id = self.images.resolve(source)
-        target = f"{repo}:{tag}" if tag else repo
-        self.images.tag(source, target)
-        # Docker names the tag as the user would type it: "foo:1", not "docker.io/library/foo:1".
-        self.bus.publish("image", "tag", image_id, {"name": reference.parse(target).familiar()})
-
-    async def remove_image(self, name: str, force: bool = False, noprune: bool = False
-                           ) -> list[DeleteResponseItem]:
-        image_id = self.images.resolve(name)
-        items: list[DeleteResponseItem] = self.images.remove(
-            name, force=force, noprune=noprune, users=self._image_users)
-        for item in items:
-            if item.untagged:
-                # As dockerd: the untag event's actor (and name) is the image ID.
-                self.bus.publish("image", "untag", image_id, {"name": image_id})
-            if item.deleted:
-                self.bus.publish("image", "delete", item.deleted, {"name": item.deleted})
-        return items
-
-    async def image_history(self, name: str) -> list[HistoryEntry]:
-        return list(self.images.history(name))
-
     def container_stats(self, ref: str, stream: bool = True, one_shot: bool = False
                         ) -> AsyncIterator[dict[str, Any]]:
         """Docker's StatsResponse samples of a container (engine/stats.py)."""
@@ -461,86 +407,9 @@ class Engine:
         from dockyard.engine.check import check
         return await asyncio.to_thread(check, self, repair)
 
-    def _checkpoint(self) -> None:
-        self.db.checkpoint()
-        checkpoint = getattr(self.snapshots, "checkpoint", None)   # snapshotters without SQLite
-        if checkpoint is not None:
-            checkpoint()
-
-    async def prune_images(self, filters: dict[str, list[str]]) -> PruneReport:
-        dangling = filters.get("dangling", ["true"])
-        all_images = any(v.lower() in ("false", "0") for v in dangling)
-        rest = {k: v for k, v in filters.items() if k != "dangling"}
-        report: PruneReport = self.images.prune(all=all_images, filters=rest, users=self._image_users)
-        for image_id in report.deleted:
-            self.bus.publish("image", "delete", image_id, {"name": image_id})
-        # a prune also drops half-pulled blobs nobody is writing (a later pull starts over)
-        report.space_reclaimed += await asyncio.to_thread(self.content.prune_ingests)
-        self.bus.publish("image", "prune", "", {"reclaimed": str(report.space_reclaimed)})
-        await asyncio.to_thread(self._checkpoint)
-        return report
-
-    async def load_images(self, path: Path) -> list[str]:
-        loop = asyncio.get_running_loop()
-
-        def load() -> list[str]:
-            with open(path, "rb") as f:
-                return list(self.images.load(f))
-
-        messages = await loop.run_in_executor(None, load)
-        for msg in messages:
-            ref = msg.split(": ", 1)[-1]
-            self.bus.publish("image", "load", ref, {"name": ref})
-        return messages
-
-    async def save_images(self, names: list[str], out_path: Path) -> None:
-        loop = asyncio.get_running_loop()
-
-        def save() -> None:
-            with open(out_path, "wb") as f:
-                self.images.save(names, f)
-
-        await loop.run_in_executor(None, save)
-        for name in names:
-            self.bus.publish("image", "save", name, {"name": name})
-
-    async def build_image(self, body: Path, opts: BuildOptions, progress: Progress, indexed: Any = None) -> str:
-        from dockyard.engine.builds import build_image
-        return await build_image(self, body, opts, progress, indexed)
-
-    async def pull_image(self, ref: str, platform: str, creds: Any, emit: Any) -> str:
-        from dockyard.engine.distribution import pull
-        return await pull(self, ref, platform, creds, emit)
-
-    async def push_image(self, ref: str, creds: Any, emit: Any) -> str:
-        from dockyard.engine.distribution import push
-        return await push(self, ref, creds, emit)
-
-    async def search_images(self, term: str, limit: int, creds: Any) -> list[dict[str, Any]]:
-        from dockyard.engine.distribution import search
-        return await search(self, term, limit, creds)
-
-    async def inspect_remote(self, ref: str, creds: Any) -> dict[str, Any]:
-        from dockyard.engine.distribution import inspect_remote
-        return await inspect_remote(self, ref, creds)
-
-    async def login(self, server: str, creds: Any) -> None:
-        from dockyard.engine.distribution import hub_host, insecure
-        from dockyard.remotes.client import Registry
-        host = hub_host(self, server.removeprefix("https://").removeprefix("http://").rstrip("/") or "docker.io")
-        async with Registry(host, insecure(self, host), creds=creds) as reg:
-            resp = await reg.request("GET", "/v2/", "")
-            resp.release()
-
     async def disk_usage(self, types: set[str]) -> Any:
         from dockyard.engine.diskusage import disk_usage
         return await asyncio.to_thread(disk_usage, self, types)
-
-    async def prune_build_cache(self, all: bool, filters: dict[str, list[str]]) -> PruneReport:
-        from dockyard.engine.builds import prune_cache
-        report = await asyncio.to_thread(prune_cache, self, filters)
-        await asyncio.to_thread(self._checkpoint)
-        return report
 
     async def commit_container(self, opts: Any) -> str:  # engine.commit.CommitOptions
         from dockyard.engine.commit import commit
@@ -553,19 +422,6 @@ class Engine:
     def export_container(self, ref: str) -> AsyncIterator[bytes]:
         from dockyard.engine.commit import export
         return export(self, ref)
-
-    async def import_image(self, path: Path, repo: str = "", tag: str = "",
-                           changes: list[str] | None = None, message: str = "") -> str:
-        ref = (f"{repo}:{tag}" if tag else repo) or None
-        loop = asyncio.get_running_loop()
-
-        def do_import() -> str:
-            with open(path, "rb") as f:
-                return str(self.images.import_rootfs(f, ref, changes or [], message))
-
-        image_id = await loop.run_in_executor(None, do_import)
-        self.bus.publish("image", "import", image_id, {"name": ref or image_id})
-        return image_id
 
 
 def _merge_resources(old: Resources, new: Resources) -> Resources:

@@ -1,4 +1,5 @@
-"""Container lifecycle: create, start, stop, kill, wait, remove, and the per-container monitor.
+"""Container lifecycle: create, start and the per-container monitor (kill, stop, wait and remove
+are in stopping.py, restart policies in restart.py, reattaching in liverestore.py).
 
 One monitor task per running container awaits the shim's ``wait``; on exit it records the exit
 status, emits ``die``, deletes the shim, unmounts the rootfs and handles AutoRemove. Containers keep
@@ -33,10 +34,11 @@ from dockyard.engine.events import EventBus
 from dockyard.engine.health import merge_healthcheck, validate_healthcheck
 from dockyard.engine.liverestore import LiveRestore
 from dockyard.engine.names import generate_name, validate_name
-from dockyard.engine.restart import RestartManager, RestartPolicies, ran_for
+from dockyard.engine.restart import RestartManager, ran_for
 from dockyard.engine.rootfs import make_dirs, resolve_user
 from dockyard.engine.shims import Running
-from dockyard.engine.spec import build_spec, parse_signal
+from dockyard.engine.spec import build_spec
+from dockyard.engine.stopping import Stopping
 from dockyard.engine.streams import StreamSession
 from dockyard.engine.system import cgroup_version, ncpu
 from dockyard.engine.types import ContainerRecord, CreateOptions
@@ -58,7 +60,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-class ContainerService(RestartPolicies, LiveRestore):
+class ContainerService(Stopping, LiveRestore):
     def __init__(self, config: EngineConfig, store: ContainerStore, events: EventBus,
                  images: Any, snapshots: Any) -> None:
         self.config = config
@@ -369,137 +371,6 @@ class ContainerService(RestartPolicies, LiveRestore):
         with contextlib.suppress(DockyardError):
             await self.remove(cid, force=True, volumes=True)
 
-    # -- stop / kill ------------------------------------------------------------------------
-    async def kill(self, ref: str, signal: str = "KILL") -> None:
-        rec = self.store.get(ref)
-        signum = parse_signal(signal or "KILL")
-        if rec.state.status == "restarting":  # as moby: no process to signal, the restart is called off
-            self._note_manual_stop(rec, signum)
-            if not self._restart_canceled(rec.id) or await self._stop_restarting(rec):
-                return
-            rec = self.store.get(rec.id)
-        run = self.running.get(rec.id)
-        if run is None or not rec.state.running:
-            raise Conflict(f"Cannot kill container: {rec.id}: container {rec.id} is not running")
-        self._note_manual_stop(rec, signum)
-        await run.shim.kill(signal=signum, all=signum == int(_signal.SIGKILL))
-        self.emit(rec, "kill", {"signal": str(signum)})
-        if signum == int(_signal.SIGKILL):
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(asyncio.shield(run.exited.wait()), 10)
-
-    async def stop(self, ref: str, timeout: int | None, signal: str | None) -> None:
-        rec = self.store.get(ref)
-        if rec.state.status == "restarting":
-            self._note_manual_stop(rec, int(_signal.SIGKILL))  # a stop always calls the restart off
-            if await self._stop_restarting(rec):
-                self.emit(self.store.get(rec.id), "stop")
-                return
-            rec = self.store.get(rec.id)
-        run = self.running.get(rec.id)
-        if run is None or not rec.state.running:
-            raise NotModified(f"container {rec.id} is not running")
-        self._note_manual_stop(rec, int(_signal.SIGKILL))
-        signum = parse_signal(signal or rec.config.stop_signal or "SIGTERM")
-        if timeout is None:
-            timeout = rec.config.stop_timeout if rec.config.stop_timeout is not None else 10
-        await self._signal(rec, run, signum)
-        if rec.state.status == "paused":
-            with contextlib.suppress(DockyardError):
-                await run.shim.resume()
-        try:
-            await asyncio.wait_for(asyncio.shield(run.exited.wait()), None if timeout < 0 else timeout)
-        except TimeoutError:
-            await self._signal(rec, run, int(_signal.SIGKILL))
-            try:
-                await asyncio.wait_for(asyncio.shield(run.exited.wait()), 30)
-            except TimeoutError as exc:
-                raise Internal(f"container {rec.id} did not exit after SIGKILL") from exc
-        self.emit(self.store.get(rec.id), "stop")
-
-    async def _signal(self, rec: ContainerRecord, run: Running, signum: int) -> None:
-        try:
-            await run.shim.kill(signal=signum, all=signum == int(_signal.SIGKILL))
-        except DockyardError as exc:
-            if run.exited.is_set():
-                return
-            raise exc
-        self.emit(rec, "kill", {"signal": str(signum)})
-
-    # -- wait -------------------------------------------------------------------------------
-    async def wait(self, ref: str, condition: str = "not-running") -> tuple[int, str]:
-        rec = self.store.get(ref)
-        cid = rec.id
-        loop = asyncio.get_running_loop()
-        if condition in ("", "not-running"):
-            if not rec.state.running:
-                return rec.state.exit_code, ""
-            fut: asyncio.Future[tuple[int, str]] = loop.create_future()
-            self._exit_waiters.setdefault(cid, []).append(fut)
-        elif condition == "next-exit":
-            fut = loop.create_future()
-            self._exit_waiters.setdefault(cid, []).append(fut)
-        elif condition == "removed":
-            fut = loop.create_future()
-            self._remove_waiters.setdefault(cid, []).append(fut)
-        else:
-            raise InvalidArgument(f"invalid condition: \"{condition}\"")
-        return await fut
-
-    # -- remove -----------------------------------------------------------------------------
-    async def remove(self, ref: str, force: bool = False, volumes: bool = False) -> None:
-        """``volumes`` (``rm -v``, and ``--rm`` containers): its anonymous volumes go too."""
-        rec = self.store.get(ref)
-        if rec.state.status == "paused" and not force:
-            raise Conflict(f"You cannot remove a paused container {rec.id}. Unpause and then stop the "
-                           "container before attempting removal or force remove")
-        if rec.state.running and not force:
-            raise Conflict(f'cannot remove container "/{rec.name}": container is {rec.state.status}: '
-                           "stop the container before removing or force remove")
-        if rec.state.running:
-            self._note_manual_stop(rec, int(_signal.SIGKILL))
-        if rec.state.status == "restarting":
-            await self._stop_restarting(rec)
-        with contextlib.suppress(NotFound):
-            rec = self.store.get(rec.id)
-        run = self.running.get(rec.id)
-        if run is not None:
-            with contextlib.suppress(DockyardError):
-                await self._signal(rec, run, int(_signal.SIGKILL))
-            if rec.state.status == "paused":
-                with contextlib.suppress(DockyardError):
-                    await run.shim.resume()
-            try:
-                await asyncio.wait_for(asyncio.shield(run.exited.wait()), 30)
-            except TimeoutError as exc:
-                raise Internal(f"container {rec.id} did not exit after SIGKILL") from exc
-        async with self.lock(rec.id):
-            try:
-                rec = self.store.get(rec.id)
-            except NotFound:
-                return  # AutoRemove got there first
-            rec.state.status = "removing"
-            self.store.save(rec)
-            cdir = Path(rec.bundle)
-            with contextlib.suppress(DockyardError):
-                unmount_all(cdir / "rootfs", detach=True)
-            shims.remove_state_dir(self.state_dir(rec.id))
-            if rec.snapshot_key:
-                initlayer.remove(self.snapshots, rec.snapshot_key)
-            remove_cgroups(self.config.cgroup_parent, rec.id)
-            shutil.rmtree(cdir, ignore_errors=True)
-            self.store.delete(rec.id)
-            if volumes and self.volumes is not None:
-                self.volumes.remove_anonymous(rec)
-            for session in self.pending_attach.pop(rec.id, []):
-                session.end()
-        self._locks.pop(rec.id, None)
-        self._managers.pop(rec.id, None)
-        self.emit(rec, "destroy")
-        for fut in self._remove_waiters.pop(rec.id, []) + self._exit_waiters.pop(rec.id, []):
-            if not fut.done():
-                fut.set_result((rec.state.exit_code, ""))
-
     async def close(self) -> None:
         """Stop watching; the containers and their shims keep running."""
         self._closing = True
@@ -514,17 +385,6 @@ class ContainerService(RestartPolicies, LiveRestore):
             for fut in waiters:
                 fut.cancel()
         await shims.close_zygote()
-
-
-def remove_cgroups(parent: str, cid: str) -> None:
-    """rmdir what the runtime may have left of ``/<parent>/<id>`` (v1 controllers and unified)."""
-    base = Path("/sys/fs/cgroup")
-    candidates = [base / parent / cid]
-    if base.is_dir():
-        candidates += [d / parent / cid for d in base.iterdir() if d.is_dir()]
-    for path in candidates:
-        with contextlib.suppress(OSError):
-            path.rmdir()
 
 
 def _size(text: str | None) -> int:

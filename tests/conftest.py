@@ -93,7 +93,8 @@ def start_daemon(base: Path, *extra: str) -> LiveDaemon:
              "--default-registry", "127.0.0.1:1",
              # a bridge and an nftables table of its own: test daemons never share or touch dy0
              "--bridge", f"dyb{tag}", "--firewall-table", f"dytest_{tag}", *extra],
-            stdout=logf, stderr=subprocess.STDOUT, start_new_session=True)
+            # a scratch working directory: whatever a bug does to "." never reaches the checkout
+            stdout=logf, stderr=subprocess.STDOUT, start_new_session=True, cwd=base)
     return _wait_up(LiveDaemon(proc, sock, data_root, exec_root, log))
 
 
@@ -104,7 +105,7 @@ def restart_daemon(d: LiveDaemon, kill: bool = True) -> LiveDaemon:
     d.proc.wait(30)
     with open(d.log, "ab") as logf:
         proc = subprocess.Popen(list(d.proc.args), stdout=logf, stderr=subprocess.STDOUT,  # type: ignore[arg-type]
-                                start_new_session=True)
+                                start_new_session=True, cwd=d.data_root.parent)
     return _wait_up(LiveDaemon(proc, d.sock, d.data_root, d.exec_root, d.log))
 
 

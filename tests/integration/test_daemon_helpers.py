@@ -66,7 +66,8 @@ def spawn(base: Path, *extra: str, data_root: Path | None = None, exec_root: Pat
         proc = subprocess.Popen([DOCKYARDD, "-H", f"unix://{sock}", "--data-root", str(data_root),
                                  "--exec-root", str(exec_root), "--log-level", "debug",
                                  "--default-registry", "127.0.0.1:1", *extra],  # never Docker Hub
-                                stdout=logf, stderr=subprocess.STDOUT, start_new_session=True)
+                                stdout=logf, stderr=subprocess.STDOUT, start_new_session=True,
+                                cwd=base)   # never the checkout: see tests/conftest.start_daemon
     return proc, sock, data_root, exec_root, log
 
 

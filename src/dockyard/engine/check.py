@@ -156,8 +156,8 @@ def _containers(engine: Any, report: _Report) -> None:
         if rec.snapshot_key and not snapshots.exists(rec.snapshot_key):
             report.add("container", rec.id, "its writable layer is gone: it cannot start again "
                        "(remove it with `rm`)")
-        if not Path(rec.bundle).is_dir():
-            report.add("container", rec.id, f"its directory {rec.bundle} is missing")
+        if not engine.containers.cdir(rec.id).is_dir():
+            report.add("container", rec.id, f"its directory {engine.containers.cdir(rec.id)} is missing")
     cdirs = Path(engine.config.data_root) / "containers"
     for d in sorted(cdirs.iterdir()) if cdirs.is_dir() else []:
         if d.name not in records and len(d.name) == 64:

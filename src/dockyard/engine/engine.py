@@ -192,7 +192,7 @@ class Engine(ImageFacade):
         """overlay2's GraphDriver.Data as Docker reports it, from the container's snapshot mounts."""
         if not rec.snapshot_key or not self.snapshots.exists(rec.snapshot_key):
             return {}
-        data: dict[str, str] = {"MergedDir": str(Path(rec.bundle) / "rootfs")}
+        data: dict[str, str] = {"MergedDir": str(self.containers.cdir(rec.id) / "rootfs")}
         for mount in self.snapshots.mounts(rec.snapshot_key):
             if mount.type != "overlay":
                 data["UpperDir"] = mount.source

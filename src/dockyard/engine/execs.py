@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import json
 import secrets
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from dockyard.engine.rootfs import resolve_user
@@ -51,9 +50,9 @@ class ExecService:
     def _process(self, ex: ExecRecord) -> dict[str, object]:
         rec = self.containers.store.get(ex.container_id)
         cfg = ex.config
-        spec = json.loads((Path(rec.bundle) / "config.json").read_text())
+        spec = json.loads((self.containers.cdir(rec.id) / "config.json").read_text())
         base = spec.get("process", {})
-        rootfs = Path(rec.bundle) / "rootfs"
+        rootfs = self.containers.cdir(rec.id) / "rootfs"
         if cfg.user:
             user = resolve_user(rootfs, cfg.user, rec.host_config.group_add)
         else:

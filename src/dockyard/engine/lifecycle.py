@@ -206,7 +206,7 @@ class ContainerService(Stopping, LiveRestore):
             await self._start_locked(rec)
 
     async def _start_locked(self, rec: ContainerRecord) -> None:
-        cdir = Path(rec.bundle)
+        cdir = self.cdir(rec.id)
         rootfs = cdir / "rootfs"
         rootfs.mkdir(exist_ok=True)
         unmount_all(rootfs, detach=True)
@@ -354,7 +354,7 @@ class ContainerService(Stopping, LiveRestore):
                     await run.shim.delete()
             shims.remove_state_dir(self.state_dir(cid))
             with contextlib.suppress(DockyardError):
-                unmount_all(Path(rec.bundle) / "rootfs", detach=True)
+                unmount_all(self.cdir(rec.id) / "rootfs", detach=True)
             self.running.pop(cid, None)
             if run is not None:
                 run.exited.set()

@@ -34,6 +34,9 @@ class LiveRestore:
     def state_dir(self, cid: str) -> Path:
         raise NotImplementedError
 
+    def cdir(self, cid: str) -> Path:
+        raise NotImplementedError
+
     async def _handle_exit(self, cid: str, run: Running | None, info: dict[str, Any]) -> None:
         raise NotImplementedError
 
@@ -62,7 +65,7 @@ class LiveRestore:
                 if state_dir.exists():  # crashed between spawning the shim and recording the start
                     await self._discard_shim(state_dir)
                     with contextlib.suppress(DockyardError):
-                        unmount_all(Path(rec.bundle) / "rootfs", detach=True)
+                        unmount_all(self.cdir(rec.id) / "rootfs", detach=True)
                 continue
             shim = shims.connect(state_dir) if (state_dir / "shim.sock").exists() else None
             if shim is not None and await shims.alive(shim):

@@ -38,6 +38,9 @@ class Stopping(RestartPolicies):
     def state_dir(self, cid: str) -> Path:
         raise NotImplementedError
 
+    def cdir(self, cid: str) -> Path:
+        raise NotImplementedError
+
     def emit(self, rec: ContainerRecord, action: str, extra: dict[str, str] | None = None) -> None:
         raise NotImplementedError
 
@@ -152,7 +155,9 @@ class Stopping(RestartPolicies):
                 return  # AutoRemove got there first
             rec.state.status = "removing"
             self.store.save(rec)
-            cdir = Path(rec.bundle)
+            # never the record's path: one written by an older dockyard may lack it, and an empty
+            # path would make this rmtree the daemon's working directory
+            cdir = self.cdir(rec.id)
             with contextlib.suppress(DockyardError):
                 unmount_all(cdir / "rootfs", detach=True)
             shims.remove_state_dir(self.state_dir(rec.id))

@@ -27,22 +27,43 @@ class Database:
             raise Internal(f"cannot open metadata database {self.path}: {exc}") from exc
         self.conn.row_factory = sqlite3.Row
         self._lock = threading.RLock()
+        try:
+            self._check_version()   # before anything (even the journal mode) is written
+        except BaseException:
+            self.conn.close()
+            raise
         self.conn.execute("PRAGMA journal_mode=WAL")
         self.conn.execute("PRAGMA synchronous=NORMAL")
         self.conn.execute("PRAGMA foreign_keys=ON")
-        self.migrate()
+        try:
+            self.migrate()
+        except sqlite3.Error as exc:   # the failed step was rolled back: the old version stays
+            self.conn.close()
+            raise Internal(f"cannot migrate metadata database {self.path} from schema version "
+                           f"{self.schema_version_of(self.path)}: {exc}") from exc
 
     @property
     def schema_version(self) -> int:
         return int(self.conn.execute("PRAGMA user_version").fetchone()[0])
 
-    def migrate(self) -> None:
+    @staticmethod
+    def schema_version_of(path: Path) -> int:
+        conn = sqlite3.connect(str(path))
+        try:
+            return int(conn.execute("PRAGMA user_version").fetchone()[0])
+        finally:
+            conn.close()
+
+    def _check_version(self) -> None:
         version = self.schema_version
         if version > len(MIGRATIONS):
             raise FailedPrecondition(
                 f"metadata database {self.path} has schema version {version}, newer than this dockyard "
                 f"understands ({len(MIGRATIONS)}); upgrade dockyard")
-        for number in range(version, len(MIGRATIONS)):
+
+    def migrate(self) -> None:
+        self._check_version()
+        for number in range(self.schema_version, len(MIGRATIONS)):
             with self.transaction() as conn:
                 for statement in _split(MIGRATIONS[number]):
                     conn.execute(statement)

@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 
 from dockyard.engine.seccomp import default_profile
-from dockyard.engine.spec import DEFAULT_CAPS
+from dockyard.engine.security import DEFAULT_CAPS
 from tests.suites.conftest import Container, Runtime
 
 pytestmark = [

@@ -147,10 +147,8 @@ def _recv_fd(conn: socket.socket) -> int:
     return fds[0]
 
 
-def test_terminal_console_socket(runtime: Runtime, tmp_path: Path) -> None:
-    c = runtime.bundle(["sh", "-c", "[ -t 0 ] && [ -t 1 ] && echo isatty; tty; stty size"],
-                       process={"terminal": True, "consoleSize": {"height": 30, "width": 99}})
-    sock_path = str(tmp_path / f"{c.id[:8]}.sock")
+def create_with_console(c: Container, sock_path: str) -> int:
+    """``create --console-socket``: the pty master the runtime sends back over the socket."""
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as srv:
         srv.bind(sock_path)
         srv.listen(1)
@@ -158,7 +156,14 @@ def test_terminal_console_socket(runtime: Runtime, tmp_path: Path) -> None:
         c.create(console_socket=sock_path)
         conn, _ = srv.accept()
         with conn:
-            master = _recv_fd(conn)
+            return _recv_fd(conn)
+
+
+def test_terminal_console_socket(runtime: Runtime, tmp_path: Path) -> None:
+    c = runtime.bundle(["sh", "-c", "[ -t 0 ] && [ -t 1 ] && echo isatty; tty; stty size"],
+                       process={"terminal": True, "consoleSize": {"height": 30, "width": 99}})
+    sock_path = str(tmp_path / f"{c.id[:8]}.sock")
+    master = create_with_console(c, sock_path)
     try:
         assert runtime.run("start", c.id).returncode == 0
         assert c.wait() == 0

@@ -12,7 +12,6 @@ import json
 import os
 import platform
 import random
-import socket
 import time
 from collections.abc import Callable
 from typing import Any
@@ -20,7 +19,7 @@ from typing import Any
 import pytest
 
 from tests.suites.conftest import Container, Runtime, cgroup_dirs, mounts_under, read_until_eof
-from tests.suites.test_runtime_suite import SECCOMP, _cap_mask, _recv_fd, run_to_exit, wait_status
+from tests.suites.test_runtime_suite import SECCOMP, _cap_mask, create_with_console, run_to_exit, wait_status
 
 pytestmark = pytest.mark.root
 
@@ -196,14 +195,7 @@ def test_userns_terminal(userns_runtime: Runtime) -> None:
     c = userns_bundle(userns_runtime, ["sh", "-c", "tty; stat -c %u /dev/pts/0; stty size"], id_maps(host_base()),
                       process={"terminal": True, "consoleSize": {"height": 21, "width": 43}})
     sock_path = str(userns_runtime.tmp / f"{c.id[:8]}.sock")
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as srv:
-        srv.bind(sock_path)
-        srv.listen(1)
-        srv.settimeout(20)
-        c.create(console_socket=sock_path)
-        conn, _ = srv.accept()
-        with conn:
-            master = _recv_fd(conn)
+    master = create_with_console(c, sock_path)
     out = b""
     try:
         assert userns_runtime.run("start", c.id).returncode == 0

@@ -21,14 +21,8 @@ from dockyard.engine.create import (
 from dockyard.engine.events import EventBus
 from dockyard.engine.names import generate_name, validate_name
 from dockyard.engine.rootfs import read_file, resolve_in_root, resolve_user
-from dockyard.engine.spec import (
-    DEFAULT_CAPS,
-    build_env,
-    build_spec,
-    capabilities,
-    linux_resources,
-    parse_signal,
-)
+from dockyard.engine.security import DEFAULT_CAPS, capabilities
+from dockyard.engine.spec import build_env, build_spec, linux_resources, parse_signal
 from dockyard.engine.top import parse_ps
 from dockyard.engine.types import (
     ContainerConfig,

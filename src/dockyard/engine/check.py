@@ -141,11 +141,7 @@ def _images(engine: Any, report: _Report) -> None:
 
 
 def _snapshots(engine: Any, report: _Report) -> None:
-    snapshots = engine.snapshots
-    fsck = getattr(snapshots, "fsck", None)
-    if fsck is None:
-        return
-    for subject, problem, fix in fsck():
+    for subject, problem, fix in engine.snapshots.fsck():
         report.add("snapshot", subject, problem, fix)
 
 
@@ -169,7 +165,8 @@ def _containers(engine: Any, report: _Report) -> None:
 
 
 def _mounts_and_cgroups(engine: Any, report: _Report) -> None:
-    running = {cid for cid, r in ((r.id, r) for r in engine.store.all()) if r.state.running}
+    records = engine.store.all()
+    running = {r.id for r in records if r.state.running}
     cdirs = Path(engine.config.data_root).resolve() / "containers"
     with open("/proc/self/mountinfo") as f:
         targets = [line.split()[4] for line in f]
@@ -182,7 +179,7 @@ def _mounts_and_cgroups(engine: Any, report: _Report) -> None:
             report.add("mount", str(path), "root file system mounted for a container that is not running",
                        lambda p=path: unmount_all(p, detach=True))
     parent = engine.config.cgroup_parent.strip("/")
-    known = {r.id for r in engine.store.all()}
+    known = {r.id for r in records}
     for controller_dir in sorted(_CGROUP_ROOT.iterdir()) if _CGROUP_ROOT.is_dir() else []:
         base = controller_dir / parent
         if not base.is_dir() or controller_dir.is_symlink():

@@ -74,9 +74,7 @@ class ImageFacade:
 
     def _checkpoint(self) -> None:
         self.db.checkpoint()
-        checkpoint = getattr(self.snapshots, "checkpoint", None)   # snapshotters without SQLite
-        if checkpoint is not None:
-            checkpoint()
+        self.snapshots.checkpoint()
 
     async def prune_images(self, filters: dict[str, list[str]]) -> PruneReport:
         dangling = filters.get("dangling", ["true"])

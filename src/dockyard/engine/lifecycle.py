@@ -134,6 +134,10 @@ class ContainerService(Stopping, LiveRestore):
         cfg = merge_image_config(opts.config, image_config)
         cfg.healthcheck = merge_healthcheck(opts.config.healthcheck, image_config.get("config") or {})
         warnings = validate_host_config(host, cfg, ncpu())
+        # user namespace refusals come before anything (a volume, an address) is made
+        if userns.wants_range(host, self.remap):
+            os.chmod(self.config.data_root, 0o711)  # its root must reach the bundle to pivot into it
+            userns.check_reachable(Path(self.config.data_root) / "containers")
         path, args = command_line(cfg)
         networks = self.endpoints.initial(host, opts.networking) if self.endpoints else {}
         if self.volumes is not None:
@@ -141,10 +145,6 @@ class ContainerService(Stopping, LiveRestore):
             mounts = container_mounts(host, cfg, self.volumes, self.store.get)
         else:
             mounts = parse_binds(host.binds)
-        # refuses bad modes before anything is made
-        if userns.choose_range(host, self.remap, list) is not None:
-            os.chmod(self.config.data_root, 0o711)  # its root must reach the bundle to pivot into it
-            userns.check_reachable(Path(self.config.data_root) / "containers")
         cid = secrets.token_hex(32)
         if not cfg.hostname:
             # host networking shows the host's name (Docker); a joined netns shares its owner's

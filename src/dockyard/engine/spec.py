@@ -15,7 +15,6 @@ from typing import Any
 from dockyard.engine.devices import device_spec, privileged_devices
 from dockyard.engine.rootfs import ExecUser
 from dockyard.engine.seccomp import seccomp_for
-from dockyard.engine.security import DEFAULT_CAPS as DEFAULT_CAPS  # re-exported for tests
 from dockyard.engine.security import (
     capabilities,
     masked_paths,

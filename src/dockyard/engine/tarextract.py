@@ -12,8 +12,8 @@ import os
 import shutil
 import stat
 import tarfile
-from collections.abc import Callable
 
+from dockyard.diff.archive import IdMap
 from dockyard.diff.streams import CHUNK
 from dockyard.engine.ctrfs import ContainerFS, Frame, check_writable, reopen
 from dockyard.errors import Conflict, InvalidArgument
@@ -39,7 +39,7 @@ class TarExtractor:
 
     def __init__(self, fs: ContainerFS, target: Frame, no_overwrite: bool,
                  owner: tuple[int, int] | None,
-                 ids: Callable[[int, int], tuple[int, int]] | None = None) -> None:
+                 ids: IdMap | None = None) -> None:
         self.fs, self.target, self.no_overwrite, self.owner = fs, target, no_overwrite, owner
         self.ids = ids   # container ids → host ids for a user namespace container
         self.dest = target.path

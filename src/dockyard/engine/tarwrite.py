@@ -10,10 +10,10 @@ import contextlib
 import os
 import stat
 import tarfile
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import BinaryIO, cast
 
-from dockyard.diff.archive import special_node
+from dockyard.diff.archive import IdMap, special_node
 from dockyard.engine.ctrfs import ContainerFS, Frame, reopen
 
 
@@ -37,7 +37,7 @@ class TarWriter:
     inode, the security.capability xattr, sockets left out."""
 
     def __init__(self, fs: ContainerFS, tf: tarfile.TarFile,
-                 ids: Callable[[int, int], tuple[int, int]] | None = None) -> None:
+                 ids: IdMap | None = None) -> None:
         self.fs, self.tf, self.ids = fs, tf, ids
         self.links: dict[tuple[int, int], str] = {}
 

@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import replace
 from pathlib import Path
 
+from dockyard.diff.archive import IdMap
 from dockyard.engine.types import HostConfig, IdRange
 from dockyard.errors import InvalidArgument, Unavailable
 from dockyard.mount import Mount, mount_all
@@ -35,13 +36,15 @@ AUTO_SLOTS = 4096
 SUBUID, SUBGID = "/etc/subuid", "/etc/subgid"
 
 
-def read_subids(path: str, names: set[str]) -> list[tuple[int, int]]:
-    """``(start, count)`` entries of ``path`` whose owner is one of ``names`` (user or uid)."""
+def read_subids(path: str, names: set[str] | None = None) -> list[tuple[int, int]]:
+    """``(start, count)`` entries of ``path`` whose owner is one of ``names`` (user or uid);
+    every entry when ``names`` is None."""
     out = []
     with contextlib.suppress(FileNotFoundError), open(path) as f:
         for line in f:
             parts = line.strip().split(":")
-            if len(parts) == 3 and parts[0] in names and parts[1].isdigit() and parts[2].isdigit():
+            if len(parts) == 3 and (names is None or parts[0] in names) and parts[1].isdigit() \
+                    and parts[2].isdigit():
                 out.append((int(parts[1]), int(parts[2])))
     return out
 
@@ -75,23 +78,13 @@ def remap_range(spec: str) -> IdRange:
 
 
 def _free_start(path: str, size: int) -> int:
-    taken = sorted(read_subids_all(path))
+    taken = sorted(read_subids(path))
     start = 100000
     for s, n in taken:
         if start + size <= s:
             break
         start = max(start, s + n)
     return start
-
-
-def read_subids_all(path: str) -> list[tuple[int, int]]:
-    out = []
-    with contextlib.suppress(FileNotFoundError), open(path) as f:
-        for line in f:
-            parts = line.strip().split(":")
-            if len(parts) == 3 and parts[1].isdigit() and parts[2].isdigit():
-                out.append((int(parts[1]), int(parts[2])))
-    return out
 
 
 def _user_exists(name: str) -> bool:
@@ -144,14 +137,14 @@ def _overlaps_used(slot: IdRange, used: set[tuple[int, int]]) -> bool:
     return any(u < slot.host_uid + slot.size and slot.host_uid < u + RANGE for u, _ in used)
 
 
-def choose_range(host: HostConfig, remap: IdRange | None,
-                 taken: Callable[[], Iterable[IdRange]]) -> IdRange | None:
-    """The range for a new container (None: the host's user namespace), checked as dockerd does."""
+def wants_range(host: HostConfig, remap: IdRange | None) -> bool:
+    """Whether a new container gets a user namespace; its mode and what it shares with the host
+    are checked here, as dockerd checks them."""
     mode = host.userns_mode
     if mode not in ("", "host", "auto") and not mode.startswith("auto:"):
         raise InvalidArgument(f"invalid USER mode: {mode!r} (expected host, auto or empty)")
     if mode == "host" or (not mode and remap is None):
-        return None
+        return False
     if host.privileged:
         raise InvalidArgument("privileged mode is incompatible with user namespaces.  You must run "
                               "the container in the host namespace when running privileged mode")
@@ -161,7 +154,15 @@ def choose_range(host: HostConfig, remap: IdRange | None,
         raise InvalidArgument("cannot share the host PID namespace when user namespaces are enabled")
     if host.ipc_mode == "host":   # the host's mqueue cannot be mounted from another user namespace
         raise InvalidArgument("cannot share the host's IPC namespace when user namespaces are enabled")
-    if mode.startswith("auto"):
+    return True
+
+
+def choose_range(host: HostConfig, remap: IdRange | None,
+                 taken: Callable[[], Iterable[IdRange]]) -> IdRange | None:
+    """The range for a new container (None: the host's user namespace)."""
+    if not wants_range(host, remap):
+        return None
+    if host.userns_mode.startswith("auto"):
         return allocate_auto(taken())
     assert remap is not None
     return replace(remap, auto=False)
@@ -235,7 +236,7 @@ def check_reachable(path: Path) -> None:
                                   f"{os.stat(parent).st_mode & 0o777:04o}): it needs o+x, e.g. 0711")
 
 
-def to_container(r: IdRange | None) -> Callable[[int, int], tuple[int, int]] | None:
+def to_container(r: IdRange | None) -> IdMap | None:
     """Host ids → the container's own (for layers, exports and copies out of it): ids of its
     range are shifted back; others (files the engine made as root) are kept."""
     if r is None:
@@ -247,7 +248,7 @@ def to_container(r: IdRange | None) -> Callable[[int, int], tuple[int, int]] | N
     return shift
 
 
-def to_host(r: IdRange | None) -> Callable[[int, int], tuple[int, int]] | None:
+def to_host(r: IdRange | None) -> IdMap | None:
     """The container's ids → host ids (for files copied into it); ids outside its mapping would
     be nobody inside, so they become its root."""
     if r is None:

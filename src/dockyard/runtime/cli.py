@@ -130,7 +130,9 @@ def cmd_create(root: str, args: Args) -> int:
             os.close(r)
             if go_w is not None:
                 os.close(go_w)
-            create_child(spec, bundle, fifo, cgroup, w, console_fd, go_r, args.id, _preserve(args))
+            # compiled seccomp filters are kept under the runtime's root, by profile
+            create_child(spec, bundle, fifo, cgroup, w, console_fd, go_r, args.id, _preserve(args),
+                         seccomp_cache=os.path.join(root, ".seccomp"))
         os.close(w)
         if go_r is not None:
             os.close(go_r)

@@ -210,7 +210,7 @@ def finish_and_exec(proc: dict[str, Any], path: str, env: dict[str, str], preser
 
 def create_child(spec: dict[str, Any], bundle: str, fifo: str, cgroup: Cgroup,
                  sync_w: int, console_fd: int | None, go_r: int | None, container_id: str,
-                 preserve_fds: int = 0) -> NoReturn:
+                 preserve_fds: int = 0, seccomp_cache: str | None = None) -> NoReturn:
     """Runs in the setup child forked by ``create``; never returns.
 
     ``go_r`` (only when the spec has prestart/createRuntime hooks or a new user namespace): after
@@ -232,8 +232,7 @@ def create_child(spec: dict[str, Any], bundle: str, fifo: str, cgroup: Cgroup,
         if wanted.get("user"):
             from dockyard.runtime.linux import userns
         apply_limits(proc)
-        # the runtime's root (the fifo is <root>/<id>/exec.fifo) keeps compiled filters
-        sec = compile_seccomp(linux, os.path.join(os.path.dirname(os.path.dirname(fifo)), ".seccomp"))
+        sec = compile_seccomp(linux, seccomp_cache)
         root = spec.get("root") or {}
         rootfs_path = os.path.realpath(os.path.join(bundle, root.get("path") or "rootfs"))
         if not os.path.isdir(rootfs_path):

@@ -7,9 +7,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import docker
 import pytest
 
-from tests.conftest import start_daemon, stop_daemon, unique
+from tests.conftest import LiveDaemon, start_daemon, stop_daemon, unique
 
 pytestmark = pytest.mark.root
 
@@ -30,6 +31,24 @@ def files(root: Path) -> dict[str, int]:
     return out
 
 
+def assert_df_accounts_for(d: LiveDaemon, on_disk: dict[str, int]) -> None:
+    """`system df` names every byte the engine keeps: layers (unpacked and stored blobs),
+    containers (writable layer and logs) and volumes add up to the data root's files, less the
+    engine's own bookkeeping (metadata databases, the events journal, the lock)."""
+    client = docker.DockerClient(base_url=d.host)
+    try:
+        du = client.df()
+    finally:
+        client.close()
+    accounted = (du["LayersSize"] + sum(c["SizeRw"] for c in du["Containers"])
+                 + sum(v["UsageData"]["Size"] for v in du["Volumes"]))
+    data = sum(s for p, s in on_disk.items() if not Path(p).name.startswith(("metadata.db", "dockyardd.lock")))
+    logs = sum(s for p, s in on_disk.items() if "-json.log" in p)
+    assert logs > 100_000
+    # directories count in the walk of a snapshot (4 KiB each), not in the file sum
+    assert data <= accounted <= data * 1.05 + 1_000_000, (data, accounted)
+
+
 def test_system_prune_returns_to_the_empty_engine(tmp_path: Path) -> None:
     d = start_daemon(tmp_path)
     try:
@@ -48,6 +67,7 @@ def test_system_prune_returns_to_the_empty_engine(tmp_path: Path) -> None:
         during = files(d.data_root)
         assert any(p.endswith("-json.log") for p in during)
         assert sum(during.values()) > sum(baseline.values()) + 4_000_000
+        assert_df_accounts_for(d, during)
         d.docker("rm", name)                  # its anonymous volume stays until pruned
         d.docker("system", "prune", "-a", "--volumes", "-f", timeout=120)
         after = files(d.data_root)

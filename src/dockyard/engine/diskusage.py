@@ -3,11 +3,18 @@
 Sizes are measured on the snapshot directories (hardlinks counted once per layer). A layer shared by
 several images counts once in ``LayersSize``; a build-cache entry whose layer an image also uses is
 "in use" and its size is not reclaimable.
+
+Unlike Docker, nothing the engine keeps is left out: ``LayersSize`` also holds the stored blobs
+(compressed layers, configs, manifests) and unfinished pull ingests, and a container's ``SizeRw``
+holds its log files (rotated ones too) besides its writable layer — a container with gigabytes of
+logs shows them, and ``container prune`` reclaims them.
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from dockyard.build.cache import BuildCache
@@ -45,6 +52,27 @@ def _usage(snapshots: Any, key: str, memo: dict[str, int]) -> int:
     return memo[key]
 
 
+def log_bytes(rec: ContainerRecord) -> int:
+    """The container's json-file log and its rotated siblings (``<log>.1`` …)."""
+    if not rec.log_path:
+        return 0
+    log = Path(rec.log_path)
+    total = 0
+    try:
+        with os.scandir(log.parent) as it:
+            for e in it:
+                if (e.name == log.name or e.name.startswith(log.name + ".")) and e.is_file(follow_symlinks=False):
+                    total += e.stat(follow_symlinks=False).st_size
+    except FileNotFoundError:
+        pass
+    return total
+
+
+def stored_content_bytes(content: Any) -> int:
+    """Blobs plus in-flight ingests: the compressed side of every image, kept for push and save."""
+    return sum(b.size for b in content.walk()) + sum(size for _, size in content.ingests())
+
+
 def disk_usage(engine: Any, types: set[str]) -> DiskUsage:
     out = DiskUsage()
     memo: dict[str, int] = {}
@@ -57,11 +85,12 @@ def disk_usage(engine: Any, types: set[str]) -> DiskUsage:
         for summary in engine.images.list(all=True):
             summary.containers = users.get(summary.id, 0)
             out.images.append(summary)
-        out.layers_size = sum(_usage(engine.snapshots, c, memo) for c in image_chains)
+        out.layers_size = (sum(_usage(engine.snapshots, c, memo) for c in image_chains)
+                           + stored_content_bytes(engine.content))
     if not types or "container" in types:
         for c in engine.store.all():
             size = _usage(engine.snapshots, c.snapshot_key, memo) if c.snapshot_key else 0
-            out.containers.append((c, size))
+            out.containers.append((c, size + log_bytes(c)))
     if not types or "volume" in types:
         out.volumes = [(v, engine.volumes.usage(v.name)) for v in engine.volumes.all()]
     if not types or "build-cache" in types:

@@ -9,7 +9,7 @@ APT_PACKAGES := busybox-static runc tini python3-venv iproute2 ca-certificates p
 # tests, and the Python docker-compose (1.29) that drives dockyardd in tests/compat
 TEST_APT_PACKAGES := docker-registry skopeo docker-compose
 
-.PHONY: install test-deps run test lint bench daemon stop-daemon clean
+.PHONY: install install-service test-deps run test lint bench daemon stop-daemon clean
 
 $(BIN)/dockyardd: pyproject.toml
 	@if ! dpkg -s $(APT_PACKAGES) >/dev/null 2>&1; then \
@@ -21,6 +21,22 @@ $(BIN)/dockyardd: pyproject.toml
 	@touch $@
 
 install: $(BIN)/dockyardd
+
+# dockyard.service + dockyard.socket (socket activation, Type=notify, Delegate=yes, KillMode=process)
+# for this checkout's .venv; enabled and started when systemd runs. The socket's group is made if
+# missing (its members get root-equivalent access, as with Docker's "docker" group).
+SYSTEMD_DIR ?= /etc/systemd/system
+SOCKET_GROUP ?= dockyard
+SYSTEMCTL ?= systemctl
+install-service: install
+	@getent group $(SOCKET_GROUP) >/dev/null || groupadd --system $(SOCKET_GROUP)
+	@mkdir -p $(SYSTEMD_DIR) /etc/dockyard
+	@for unit in dockyard.service dockyard.socket; do \
+		sed -e 's|@PREFIX@|$(CURDIR)|g' -e 's|@GROUP@|$(SOCKET_GROUP)|g' contrib/systemd/$$unit > $(SYSTEMD_DIR)/$$unit; \
+		echo "installed $(SYSTEMD_DIR)/$$unit"; done
+	@if [ -d /run/systemd/system ]; then \
+		$(SYSTEMCTL) daemon-reload && $(SYSTEMCTL) enable --now dockyard.socket dockyard.service; \
+	else echo "systemd is not running here: start the daemon with $(BIN)/dockyardd --detach (or in the foreground)"; fi
 
 # Debian starts a docker-registry service on :5000 when it is installed; the tests run their own.
 test-deps:

@@ -70,13 +70,25 @@ class LiveDaemon:
         return res
 
 
-def start_daemon(base: Path, *extra: str) -> LiveDaemon:
+def daemon_argv(base: Path) -> tuple[list[str], Path, Path, Path]:
+    """dockyardd's command line for a test daemon under ``base`` without its -H: (argv, socket,
+    data root, exec root)."""
     tag = uuid.uuid4().hex[:8]
     # Unix socket paths are limited to 108 bytes and shims live at <exec-root>/shims/<64 hex>/:
     # keep the exec root short.
     exec_root = Path(f"/run/dy-{tag}")
     data_root = base / "data"
-    sock = exec_root / "dockyard.sock"
+    argv = [str(BIN / "dockyardd"), "--data-root", str(data_root),
+            "--exec-root", str(exec_root), "--log-level", "debug",
+            # never Docker Hub: a name without a registry goes to a closed port on loopback
+            "--default-registry", "127.0.0.1:1",
+            # a bridge and an nftables table of its own: test daemons never share or touch dy0
+            "--bridge", f"dyb{tag}", "--firewall-table", f"dytest_{tag}"]
+    return argv, exec_root / "dockyard.sock", data_root, exec_root
+
+
+def start_daemon(base: Path, *extra: str) -> LiveDaemon:
+    argv, sock, data_root, exec_root = daemon_argv(base)
     log = base / "dockyardd.log"
     data_root.mkdir(parents=True, exist_ok=True)
     # pytest's temp dirs are 0700; a user namespace's root must pass through them to its bundle,
@@ -87,12 +99,7 @@ def start_daemon(base: Path, *extra: str) -> LiveDaemon:
         parent.chmod(parent.stat().st_mode | 0o001)
     with open(log, "wb") as logf:
         proc = subprocess.Popen(
-            [str(BIN / "dockyardd"), "-H", f"unix://{sock}", "--data-root", str(data_root),
-             "--exec-root", str(exec_root), "--log-level", "debug",
-             # never Docker Hub: a name without a registry goes to a closed port on loopback
-             "--default-registry", "127.0.0.1:1",
-             # a bridge and an nftables table of its own: test daemons never share or touch dy0
-             "--bridge", f"dyb{tag}", "--firewall-table", f"dytest_{tag}", *extra],
+            [*argv, "-H", f"unix://{sock}", *extra],
             # a scratch working directory: whatever a bug does to "." never reaches the checkout
             stdout=logf, stderr=subprocess.STDOUT, start_new_session=True, cwd=base)
     return _wait_up(LiveDaemon(proc, sock, data_root, exec_root, log))

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from dockyard.daemon import config
 from dockyard.daemon.config import load_config, parse_size
 from dockyard.errors import InvalidArgument
 
@@ -38,7 +39,12 @@ def test_flags() -> None:
     (["-H", "tcp://0.0.0.0:2375"], "refusing to listen on tcp://0.0.0.0:2375 without TLS: anyone who can "
      "reach it gets root on this host; pass --tlsverify --tlscacert --tlscert --tlskey or listen on 127.0.0.1"),
     (["-H", "tcp://10.1.2.3"], "refusing to listen on tcp://10.1.2.3:2375 without TLS"),
-    (["-H", "fd://"], "fd:// (socket activation) is not supported yet"),
+    (["-H", "fd://x"], "expected fd:// or fd://N"),
+    (["--log-driver", "journald"], "invalid log-driver 'journald': dockyard supports json-file"),
+    (["--live-restore=maybe"], "invalid value 'maybe' for live-restore: expected true or false"),
+    (["--default-address-pool", "base=10.0.0.0/16"], "expected base=CIDR,size=N"),
+    (["--default-address-pool", "base=10.0.0.0/16,size=8"], "must be between 16 and 32"),
+    (["--default-address-pool", "base=10.0.0.1/16,size=24"], "invalid default-address-pools base"),
     (["-H", "http://x"], "expected unix://PATH or tcp://HOST:PORT"),
     (["--default-runtime", "nope"], "specified default runtime 'nope' does not exist"),
     (["--add-runtime", "runc=/x"], "runtime name 'runc' is reserved"),
@@ -100,3 +106,26 @@ def test_registry_flags_and_keys(tmp_path: Path) -> None:
     with pytest.raises(InvalidArgument, match="insecure-registries"):
         load_config(["--config-file", str(f)])
 
+
+
+def test_service_keys(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg = load_config(["-H", "fd://", "-H", "fd://4", "--live-restore=false", "-D",
+                       "--default-address-pool", "base=10.10.0.0/16,size=24"])
+    assert [str(h) for h in cfg.hosts] == ["fd://", "fd://4"] and cfg.hosts[0].scheme == "fd"
+    assert cfg.live_restore is False and cfg.log_level == "debug"
+    assert cfg.address_pools == [("10.10.0.0/16", 24)]
+    assert load_config([]).live_restore is True and load_config(["--live-restore"]).live_restore is True
+    # the default file is read when it exists and no --config-file is given, with Docker's key names
+    path = tmp_path / "daemon.json"
+    path.write_text(json.dumps({"live-restore": False, "log-driver": "json-file", "debug": True,
+                                "default-address-pools": [{"base": "10.20.0.0/16", "size": 26}]}))
+    monkeypatch.setattr(config, "DEFAULT_CONFIG_FILE", str(path))
+    cfg = load_config([])
+    assert (cfg.live_restore, cfg.log_level, cfg.address_pools) == (False, "debug", [("10.20.0.0/16", 26)])
+    assert cfg.config_file == str(path)
+    path.write_text(json.dumps({"default-address-pools": [{"base": "10.20.0.0/16"}]}))
+    with pytest.raises(InvalidArgument, match="expected base=CIDR,size=N"):
+        load_config([])
+    path.write_text(json.dumps({"live-restore": "no"}))
+    with pytest.raises(InvalidArgument, match="'live-restore': expected a boolean"):
+        load_config([])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import platform
 from datetime import UTC, datetime
@@ -139,6 +140,22 @@ def _os_name() -> str:
     return "Linux"
 
 
+def _registry_config(mirrors: list[str], insecure: list[str]) -> dict[str, Any]:
+    """dockerd's RegistryConfig: loopback and insecure CIDRs, one index entry per insecure host,
+    docker.io with its mirrors (each with a trailing slash, as dockerd normalises them)."""
+    cidrs, hosts = ["127.0.0.0/8"], []
+    for entry in insecure:
+        try:
+            cidrs.append(str(ipaddress.ip_network(entry, strict=False)))
+        except ValueError:
+            hosts.append(entry)   # a host[:port], not a network
+    slashed = [m.rstrip("/") + "/" for m in mirrors]
+    index = {"docker.io": {"Name": "docker.io", "Mirrors": slashed, "Secure": True, "Official": True}}
+    index.update({h: {"Name": h, "Mirrors": [], "Secure": False, "Official": False} for h in hosts})
+    return {"AllowNondistributableArtifactsCIDRs": None, "AllowNondistributableArtifactsHostnames": None,
+            "InsecureRegistryCIDRs": cidrs, "IndexConfigs": index, "Mirrors": slashed or None}
+
+
 def render_info(facts: dict[str, Any]) -> dict[str, Any]:
     """``GET /info`` from the engine's (snake_case) info facts; host facts fill what it omits."""
     g = facts.get
@@ -162,9 +179,7 @@ def render_info(facts: dict[str, Any]) -> dict[str, Any]:
         "OperatingSystem": g("operating_system") or _os_name(), "OSVersion": g("os_version", ""),
         "OSType": "linux", "Architecture": g("architecture") or platform.machine(),
         "IndexServerAddress": "https://index.docker.io/v1/",
-        "RegistryConfig": {"AllowNondistributableArtifactsCIDRs": None,
-                           "AllowNondistributableArtifactsHostnames": None,
-                           "InsecureRegistryCIDRs": ["127.0.0.0/8"], "IndexConfigs": {}, "Mirrors": None},
+        "RegistryConfig": _registry_config(g("registry_mirrors") or [], g("insecure_registries") or []),
         "NCPU": g("ncpu") or os.cpu_count() or 1, "MemTotal": g("mem_total") or _mem_total(),
         "GenericResources": None, "DockerRootDir": str(g("docker_root_dir") or g("data_root") or ""),
         "HttpProxy": "", "HttpsProxy": "", "NoProxy": "", "Name": g("name") or platform.node(),
@@ -174,7 +189,7 @@ def render_info(facts: dict[str, Any]) -> dict[str, Any]:
         "DefaultRuntime": g("default_runtime", "dockyard-runtime"),
         "Swarm": {"NodeID": "", "NodeAddr": "", "LocalNodeState": "inactive", "ControlAvailable": False,
                   "Error": "", "RemoteManagers": None},
-        "LiveRestoreEnabled": True, "Isolation": "", "InitBinary": "docker-init",
+        "LiveRestoreEnabled": bool(g("live_restore_enabled", True)), "Isolation": "", "InitBinary": "docker-init",
         "ContainerdCommit": {"ID": ""}, "RuncCommit": {"ID": ""}, "InitCommit": {"ID": ""},
         "SecurityOptions": g("security_options") or ["name=seccomp,profile=builtin"],
         "CDISpecDirs": [], "Warnings": g("warnings") or None,

@@ -17,6 +17,8 @@ from urllib.parse import urlsplit
 from dockyard.errors import InvalidArgument
 
 DEFAULT_HOST = "unix:///run/dockyard/dockyard.sock"
+# read when it exists and no --config-file is given (dockerd: /etc/docker/daemon.json)
+DEFAULT_CONFIG_FILE = "/etc/dockyard/daemon.json"
 DEFAULT_DATA_ROOT = "/var/lib/dockyard"
 DEFAULT_EXEC_ROOT = "/run/dockyard"
 DEFAULT_RUNTIME = "dockyard-runtime"
@@ -32,21 +34,30 @@ _FILE_KEYS = {
     "tlscert": "tlscert", "tlskey": "tlskey", "insecure-registries": "insecure_registries",
     "registry-mirrors": "registry_mirrors", "default-registry": "default_registry",
     "bridge": "bridge", "firewall-table": "firewall_table", "group": "group",
-    "userns-remap": "userns_remap",
+    "userns-remap": "userns_remap", "log-driver": "log_driver",
+    "default-address-pools": "address_pools", "live-restore": "live_restore", "debug": "debug",
 }
+# what SIGHUP applies to a running daemon (dockerd reloads the same ones); the rest wait for a restart
+RELOADABLE = ("log_level", "registry_mirrors", "insecure_registries", "default_runtime", "runtimes",
+              "live_restore")
+LOG_DRIVERS = ("json-file",)
 
 
 @dataclass(frozen=True)
 class Listener:
     scheme: str        # "unix" | "tcp"
-    address: str       # socket path, or host
+    address: str       # socket path, host, or for "fd" the fd number ("" = every passed socket)
     port: int = 0
 
     def __str__(self) -> str:
+        if self.scheme == "fd":
+            return f"fd://{self.address}"
         return f"unix://{self.address}" if self.scheme == "unix" else f"tcp://{self.address}:{self.port}"
 
     @property
     def loopback(self) -> bool:
+        """True for unix sockets and loopback TCP; an activated socket (fd://) is checked once the
+        daemon holds it (``daemon.systemd``)."""
         if self.scheme != "tcp":
             return True
         if self.address == "localhost":
@@ -81,12 +92,22 @@ class DaemonConfig:
     userns_remap: str = ""           # "default" | USER[:GROUP]; "" = containers share the host's ids
     group: str = DEFAULT_GROUP       # the unix sockets' group, as asked for
     socket_gid: int | None = None    # its gid; None: the sockets stay root:root (root only)
+    log_driver: str = "json-file"
+    address_pools: list[tuple[str, int]] = field(default_factory=list)  # [] = Docker's defaults
+    live_restore: bool = True        # False: containers are stopped when the daemon shuts down
+    detach: bool = False             # fork into the background, return once the API is up
+    log_file: str = ""               # where a detached daemon writes its log
+    argv: list[str] = field(default_factory=list)  # what it was started with, read again on SIGHUP
+    config_file: str = ""            # the file actually read ("" = none)
     extra: dict[str, Any] = field(default_factory=dict)
 
 
 def parse_host(spec: str, tls: bool) -> Listener:
     if spec.startswith("fd://"):
-        raise InvalidArgument(f"invalid host {spec!r}: fd:// (socket activation) is not supported yet")
+        number = spec[len("fd://"):]
+        if number and not number.isdigit():
+            raise InvalidArgument(f"invalid host {spec!r}: expected fd:// or fd://N (a socket passed by systemd)")
+        return Listener("fd", number)
     if spec.startswith("unix://"):
         path = spec[len("unix://"):] or DEFAULT_HOST[len("unix://"):]
         if not path.startswith("/"):
@@ -153,6 +174,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="nftables table (inet) holding this daemon's rules (default dockyard)")
     p.add_argument("--userns-remap", dest="userns_remap", metavar="default|USER[:GROUP]",
                    help="run every container in a user namespace on USER's subordinate ids")
+    p.add_argument("--log-driver", dest="log_driver", help="default container log driver (json-file)")
+    p.add_argument("--default-address-pool", dest="address_pools", action="append", metavar="base=CIDR,size=N",
+                   help="pool bridge networks take their subnets from (repeatable; default: Docker's)")
+    p.add_argument("--live-restore", dest="live_restore", nargs="?", const="true", metavar="true|false",
+                   help="keep containers running while the daemon is down (default true)")
+    p.add_argument("-D", "--debug", dest="debug", action="store_const", const=True, help="log level debug")
+    p.add_argument("--detach", dest="detach", action="store_true",
+                   help="run in the background: return once the API answers (not under systemd)")
+    p.add_argument("--log-file", dest="log_file", metavar="PATH",
+                   help="daemon log of a --detach'ed daemon (default /var/log/dockyardd.log)")
     return p
 
 
@@ -202,7 +233,11 @@ def _file_value(key: str, value: Any) -> Any:
         if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
             raise bad("an object of strings")
         return [f"{k}={v}" for k, v in value.items()]
-    if key in ("tls", "tlsverify"):
+    if key == "default-address-pools":
+        if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
+            raise bad('an array of {"base": "CIDR", "size": N}')
+        return [f"base={v.get('base')},size={v.get('size')}" for v in value]
+    if key in ("tls", "tlsverify", "live-restore", "debug"):
         if not isinstance(value, bool):
             raise bad("a boolean")
         return value
@@ -211,6 +246,31 @@ def _file_value(key: str, value: Any) -> Any:
     if key == "log-level" and value not in LOG_LEVELS:
         raise InvalidArgument(f"invalid log level {value!r}: expected one of {', '.join(LOG_LEVELS)}")
     return value
+
+
+def parse_pool(spec: str) -> tuple[str, int]:
+    """dockerd's --default-address-pool base=10.10.0.0/16,size=24."""
+    fields = dict(item.partition("=")[::2] for item in spec.split(","))
+    base, size = fields.get("base", ""), fields.get("size", "")
+    if set(fields) != {"base", "size"} or not size.isdigit():
+        raise InvalidArgument(f"invalid default-address-pools entry {spec!r}: expected base=CIDR,size=N")
+    try:
+        net = ipaddress.IPv4Network(base)
+    except ValueError as exc:
+        raise InvalidArgument(f"invalid default-address-pools base {base!r}: {exc}") from exc
+    if not net.prefixlen <= int(size) <= 32:
+        raise InvalidArgument(f"invalid default-address-pools size {size} for base {base}: "
+                              f"must be between {net.prefixlen} and 32")
+    return str(net), int(size)
+
+
+def _bool(value: Any, what: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).lower()
+    if text not in ("true", "false", "1", "0"):
+        raise InvalidArgument(f"invalid value {value!r} for {what}: expected true or false")
+    return text in ("true", "1")
 
 
 def resolve_group(name: str | None) -> tuple[str, int | None]:
@@ -237,6 +297,8 @@ def load_config(argv: list[str]) -> DaemonConfig:
     """Parse flags, merge the config file (a key set in both is refused, as dockerd does), validate."""
     args = vars(build_parser().parse_args(argv))
     config_file = args.pop("config_file")
+    if config_file is None and Path(DEFAULT_CONFIG_FILE).exists():
+        config_file = DEFAULT_CONFIG_FILE
     if config_file:
         conflicts = []
         for key, value in _read_file(config_file).items():
@@ -265,13 +327,16 @@ def load_config(argv: list[str]) -> DaemonConfig:
     unknown = sorted(set(log_opts) - {"max-size", "max-file"})
     if unknown:
         raise InvalidArgument(f"unknown log opt {unknown[0]!r} for json-file log driver")
+    log_driver = args["log_driver"] or "json-file"
+    if log_driver not in LOG_DRIVERS:
+        raise InvalidArgument(f"invalid log-driver {log_driver!r}: dockyard supports {', '.join(LOG_DRIVERS)}")
     max_file = log_opts.get("max-file", "5")
     if not max_file.isdigit() or int(max_file) < 1:
         raise InvalidArgument(f"invalid max-file {max_file!r}: expected a positive integer")
     cfg = DaemonConfig(
         hosts=hosts, data_root=Path(args["data_root"] or DEFAULT_DATA_ROOT), exec_root=exec_root,
         pidfile=Path(args["pidfile"] or exec_root / "dockyardd.pid"), default_runtime=default_runtime,
-        runtimes=runtimes, log_level=args["log_level"] or "info",
+        runtimes=runtimes, log_level="debug" if args["debug"] else args["log_level"] or "info",
         log_max_size=parse_size(log_opts["max-size"], "max-size") if "max-size" in log_opts else 20 * 1000 * 1000,
         log_max_file=int(max_file), tls=tls, tlsverify=bool(args["tlsverify"]),
         tlscacert=args["tlscacert"] or "", tlscert=args["tlscert"] or "", tlskey=args["tlskey"] or "",
@@ -280,6 +345,10 @@ def load_config(argv: list[str]) -> DaemonConfig:
         default_registry=args["default_registry"] or "",
         bridge=args["bridge"] or "dy0", firewall_table=args["firewall_table"] or "dockyard",
         userns_remap=args["userns_remap"] or "", group=group, socket_gid=socket_gid,
+        log_driver=log_driver, address_pools=[parse_pool(p) for p in args["address_pools"] or []],
+        live_restore=_bool(args["live_restore"], "live-restore") if args["live_restore"] is not None else True,
+        detach=bool(args["detach"]), log_file=args["log_file"] or "", argv=list(argv),
+        config_file=config_file or "",
     )
     check_tls(cfg)
     return cfg

@@ -10,12 +10,16 @@ import os
 import signal
 import socket
 import ssl
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 
 from dockyard.api.app import build_app
+from dockyard.daemon import systemd
 from dockyard.daemon.config import DaemonConfig, Listener
+from dockyard.daemon.reload import reload_config
 from dockyard.daemon.tlsrelay import TLSRelaySite
 from dockyard.errors import FailedPrecondition, InvalidArgument
 
@@ -88,9 +92,11 @@ def write_pidfile(path: Path) -> None:
 
 
 async def serve(cfg: DaemonConfig) -> None:
-    """Run until SIGTERM/SIGINT. Containers keep running after we return (live restore)."""
+    """Run until SIGTERM/SIGINT; SIGHUP reloads the configuration. Containers keep running after
+    we return (live restore) unless it is turned off."""
     from dockyard.engine.engine import Engine, EngineConfig
 
+    passed = systemd.claim_environment()
     lock = DataRootLock(cfg.data_root)
     lock.acquire()
     created: list[Path] = []
@@ -101,7 +107,8 @@ async def serve(cfg: DaemonConfig) -> None:
             runtimes=dict(cfg.runtimes), log_max_size=cfg.log_max_size, log_max_file=cfg.log_max_file,
             insecure_registries=list(cfg.insecure_registries), registry_mirrors=list(cfg.registry_mirrors),
             default_registry=cfg.default_registry, bridge=cfg.bridge,
-            firewall_table=cfg.firewall_table, userns_remap=cfg.userns_remap))
+            firewall_table=cfg.firewall_table, userns_remap=cfg.userns_remap,
+            address_pools=list(cfg.address_pools), live_restore=cfg.live_restore))
         try:
             runner = web.AppRunner(build_app(engine, cfg.data_root), handler_cancellation=True,
                                    shutdown_timeout=2.0, access_log=None)
@@ -109,13 +116,18 @@ async def serve(cfg: DaemonConfig) -> None:
             try:
                 # The engine is open before any socket exists: a connect succeeds only when ready.
                 for host in cfg.hosts:
-                    created += await _listen(runner, host, ctx, cfg.socket_gid)
+                    created += await _listen(runner, host, ctx, cfg, passed)
                 _warn_about_exposure(cfg)
                 write_pidfile(cfg.pidfile)
                 created.append(cfg.pidfile)
                 log.info("API listen on %s", ", ".join(str(h) for h in cfg.hosts))
-                await _wait_for_signal()
-                log.info("shutting down: containers keep running")
+                systemd.notify("READY=1", f"MAINPID={os.getpid()}", "STATUS=API listening")
+                await _wait_for_signal(lambda: _reload(cfg, engine))
+                systemd.notify("STOPPING=1")
+                if cfg.live_restore:
+                    log.info("shutting down: containers keep running")
+                else:
+                    await _stop_containers(engine)
             finally:
                 await runner.cleanup()
         finally:
@@ -144,8 +156,46 @@ def _warn_about_exposure(cfg: DaemonConfig) -> None:
                         host)
 
 
+def _reload(cfg: DaemonConfig, engine: object) -> None:
+    systemd.notify("RELOADING=1", systemd.monotonic_usec())
+    try:
+        reload_config(cfg, engine)
+    finally:
+        systemd.notify("READY=1")
+
+
+async def _stop_containers(engine: Any) -> None:
+    """live-restore off: stop every running container (each with its own stop timeout) first."""
+    running = [r.id for r in engine.store.all() if r.state.running]
+    log.info("shutting down: live-restore is off, stopping %d container(s)", len(running))
+    results = await asyncio.gather(*(engine.stop_container(cid) for cid in running), return_exceptions=True)
+    for cid, res in zip(running, results, strict=True):
+        if isinstance(res, BaseException):
+            log.warning("could not stop container %s: %s", cid[:12], res)
+
+
+def _activated(runner: web.AppRunner, host: Listener, ctx: ssl.SSLContext | None, cfg: DaemonConfig,
+               passed: list[int]) -> list[web.BaseSite]:
+    sites: list[web.BaseSite] = []
+    for sock in systemd.activated_sockets(host.address, passed):
+        if sock.family != socket.AF_UNIX:
+            if ctx is not None:
+                raise InvalidArgument("TLS on a socket-activated TCP socket is not supported: listen with "
+                                      "-H tcp://HOST:PORT instead")
+            if not systemd.is_loopback(sock) and not cfg.tlsverify:
+                raise InvalidArgument(f"refusing to serve activated socket {sock.getsockname()} without TLS: "
+                                      "anyone who can reach it gets root on this host")
+        sites.append(web.SockSite(runner, sock))
+    return sites
+
+
 async def _listen(runner: web.AppRunner, host: Listener, ctx: ssl.SSLContext | None,
-                  gid: int | None = None) -> list[Path]:
+                  cfg: DaemonConfig, passed: list[int]) -> list[Path]:
+    gid = cfg.socket_gid
+    if host.scheme == "fd":  # systemd bound them (and owns their paths and modes)
+        for site in _activated(runner, host, ctx, cfg, passed):
+            await site.start()
+        return []
     if host.scheme == "unix":
         path = Path(host.address)
         _prepare_unix_path(path)
@@ -169,13 +219,14 @@ async def _listen(runner: web.AppRunner, host: Listener, ctx: ssl.SSLContext | N
     return []
 
 
-async def _wait_for_signal() -> None:
+async def _wait_for_signal(on_hangup: Callable[[], None]) -> None:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, on_hangup)
     try:
         await stop.wait()
     finally:
-        for sig in (signal.SIGTERM, signal.SIGINT):
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.remove_signal_handler(sig)

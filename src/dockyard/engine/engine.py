@@ -66,6 +66,8 @@ class EngineConfig:
     bridge: str = "dy0"             # the default bridge network's device (dockerd's --bridge)
     firewall_table: str = "dockyard"  # the nftables table (inet family) of this engine's rules
     userns_remap: str = ""          # dockerd's --userns-remap: "default" | USER[:GROUP]
+    address_pools: list[tuple[str, int]] = field(default_factory=list)  # [] = Docker's default pools
+    live_restore: bool = True       # shown in /info; the daemon stops containers at exit when off
 
 
 class Engine(ImageFacade):
@@ -87,9 +89,11 @@ class Engine(ImageFacade):
         from dockyard.engine.netapi import NetworkEngine
         from dockyard.engine.networks import NetworkService
         from dockyard.network.firewall import Firewall
+        from dockyard.network.ipam import IPAM
         self.network_service = NetworkService(
             db, bridge_name=config.bridge, firewall=Firewall(config.firewall_table),
-            in_use=lambda nid: self.endpoints.users(nid), emit=self._network_event)
+            in_use=lambda nid: self.endpoints.users(nid), emit=self._network_event,
+            ipam=IPAM(db, list(config.address_pools) or None))
         self.endpoints = Endpoints(self.network_service, self.store)
         self.containers.endpoints = self.endpoints
         self.networks = NetworkEngine(self.network_service, self.endpoints, self.containers)
@@ -162,6 +166,9 @@ class Engine(ImageFacade):
                            default_runtime=self.config.default_runtime, counts=counts, images=n_images)
         if self.containers.remap is not None:   # as dockerd: "name=userns" when remapping
             facts["security_options"].append("name=userns")
+        facts.update(live_restore_enabled=self.config.live_restore, debug=log.isEnabledFor(logging.DEBUG),
+                     registry_mirrors=list(self.config.registry_mirrors),
+                     insecure_registries=list(self.config.insecure_registries))
         return facts
 
     def events(self, since: float | None = None, until: float | None = None,

@@ -30,7 +30,7 @@ SOCKET_GROUP ?= dockyard
 SYSTEMCTL ?= systemctl
 install-service: install
 	@getent group $(SOCKET_GROUP) >/dev/null || groupadd --system $(SOCKET_GROUP)
-	@mkdir -p $(SYSTEMD_DIR) /etc/dockyard
+	@mkdir -p $(SYSTEMD_DIR)
 	@for unit in dockyard.service dockyard.socket; do \
 		sed -e 's|@PREFIX@|$(CURDIR)|g' -e 's|@GROUP@|$(SOCKET_GROUP)|g' contrib/systemd/$$unit > $(SYSTEMD_DIR)/$$unit; \
 		echo "installed $(SYSTEMD_DIR)/$$unit"; done

@@ -87,7 +87,7 @@ def _kind(ins: Instruction) -> str:
 async def make_step(b: Builder, run: StageRun, ins: Instruction, lex: Lex) -> Step | None:
     env = {**run.args, **run.state.env()}
     if _kind(ins) in EXPANDS:
-        ins = expand(ins, lex, env)
+        ins = expand(ins, lex, env, b.o.dockerfile_name)
     if isinstance(ins, Arg):
         return None  # scoping only (BuildKit keeps ARG out of the image)
     if isinstance(ins, Run):

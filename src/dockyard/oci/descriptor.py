@@ -49,7 +49,10 @@ class Descriptor:
         if isinstance(plat, dict):
             platform = Platform(str(plat.get("architecture", "")), str(plat.get("os", "")),
                                 str(plat.get("variant", "")))
-        return cls(media_type, digest, size, dict(obj.get("annotations") or {}), platform)
+        annotations = obj.get("annotations") or {}
+        if not isinstance(annotations, dict) or not all(isinstance(v, str) for v in annotations.values()):
+            raise InvalidArgument("descriptor annotations must be an object of strings")
+        return cls(media_type, digest, size, dict(annotations), platform)
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"mediaType": self.media_type, "digest": str(self.digest), "size": self.size}

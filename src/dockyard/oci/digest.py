@@ -19,7 +19,7 @@ class Digest:
 
     @classmethod
     def parse(cls, text: str) -> Digest:
-        m = _DIGEST_RE.match(text)
+        m = _DIGEST_RE.fullmatch(text)  # not match: $ also matches before a final newline
         if not m:
             raise InvalidArgument(f"invalid digest {text!r}: expected <algorithm>:<hex>")
         algo, hexpart = m.group(1), m.group(2)

@@ -24,7 +24,7 @@ _DOMAIN_RE = re.compile(
     r"^(?:(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
     r"(?:\.(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9]))*|\[[0-9a-fA-F:]+\])(?::[0-9]+)?$"
 )
-_TAG_RE = re.compile(r"^[\w][\w.-]{0,127}$")
+_TAG_RE = re.compile(r"^[\w][\w.-]{0,127}$", re.ASCII)  # Go's \w; always fullmatch: $ allows a final \n
 _HEX64 = re.compile(r"^[a-f0-9]{64}$")
 
 
@@ -79,7 +79,7 @@ def parse(text: str, *, default_tag: bool = True) -> Reference:
     """Parse and normalise a reference; raises InvalidArgument naming what is wrong."""
     if not text:
         raise InvalidArgument("invalid reference format: repository name must have at least one component")
-    if len(text) > 255 + 72 + 129:
+    if len(text) > 255 + 129 + 136:  # name, ":" tag, "@sha512:" digest
         raise InvalidArgument("invalid reference format: repository name must not be more than 255 characters")
     remainder = text
     digest: Digest | None = None
@@ -94,15 +94,15 @@ def parse(text: str, *, default_tag: bool = True) -> Reference:
     colon = remainder.rfind(":")
     if colon > last_slash:
         remainder, tag = remainder[:colon], remainder[colon + 1:]
-        if not _TAG_RE.match(tag):
+        if not _TAG_RE.fullmatch(tag):
             raise InvalidArgument(f"invalid reference format: invalid tag {tag!r}")
-    if _HEX64.match(remainder) and tag is None and digest is None:
+    if _HEX64.fullmatch(remainder) and tag is None and digest is None:
         raise InvalidArgument(
             f"invalid repository name ({remainder}), cannot specify 64-byte hexadecimal strings")
     first, sep, rest = remainder.partition("/")
     if sep and ("." in first or ":" in first or first == "localhost" or first != first.lower()):
         domain, path = first, rest
-        if not _DOMAIN_RE.match(domain):
+        if not _DOMAIN_RE.fullmatch(domain):
             raise InvalidArgument(f"invalid reference format: invalid domain {domain!r}")
     else:
         domain, path = DEFAULT_DOMAIN, remainder
@@ -112,7 +112,7 @@ def parse(text: str, *, default_tag: bool = True) -> Reference:
         path = OFFICIAL_REPO_PREFIX + path
     if any(c.isupper() for c in path):
         raise InvalidArgument("invalid reference format: repository name must be lowercase")
-    if not _PATH_RE.match(path):
+    if not _PATH_RE.fullmatch(path):
         raise InvalidArgument(f"invalid reference format: {text!r}")
     if len(domain) + 1 + len(path) > 255:
         raise InvalidArgument("invalid reference format: repository name must not be more than 255 characters")

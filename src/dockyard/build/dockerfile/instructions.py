@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from dockyard.build.dockerfile.durations import parse_duration
 from dockyard.build.dockerfile.parser import Dockerfile, DockerfileError, Heredoc, Node, go_quote
 from dockyard.build.dockerfile.shell import Lex
+from dockyard.errors import InvalidArgument
 
 _STAGE_NAME = re.compile(r"^[a-z][a-z0-9\-_.]*$")
 _ARG_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -363,10 +364,12 @@ def _healthcheck(node: Node, flags: dict[str, list[str]], args: list[str], base:
             raise DockerfileError(f"{where}: Interval \"{flag}\" cannot be less than 1ms")
         durations[flag.replace("-", "_")] = ns
     retries_text = _one(flags, "retries")
-    try:
-        retries = int(retries_text) if retries_text else 0
-    except ValueError as exc:
-        raise DockerfileError(f"{where}: invalid --retries value {retries_text!r}") from exc
+    # strconv.ParseInt(value, 10, 32): ASCII digits, no "_", within an int32
+    if retries_text and not re.fullmatch(r"[+-]?[0-9]{1,10}", retries_text):
+        raise DockerfileError(f"{where}: invalid --retries value {retries_text!r}")
+    retries = int(retries_text) if retries_text else 0
+    if retries >= 1 << 31:
+        raise DockerfileError(f"{where}: invalid --retries value {retries_text!r}: value out of range")
     if retries < 0:
         raise DockerfileError(f"{where}: --retries cannot be negative ({retries})")
     return Healthcheck(*base, test=test, retries=retries, interval=durations["interval"],
@@ -397,13 +400,26 @@ def plan(df: Dockerfile, name: str = "Dockerfile") -> Plan:
     return Plan(meta, stages)
 
 
-def expand(ins: Instruction, lex: Lex, env: Mapping[str, str]) -> Instruction:
-    """The instruction with its words expanded as BuildKit does for that instruction."""
+def expand(ins: Instruction, lex: Lex, env: Mapping[str, str], name: str = "Dockerfile") -> Instruction:
+    """The instruction with its words expanded as BuildKit does for that instruction.
+
+    A word that cannot be expanded raises DockerfileError naming the line, as BuildKit does:
+    ``Dockerfile:3: failed to process "${a": syntax error: missing '}'``.
+    """
     def w(text: str) -> str:
-        return lex.process_word(text, env)
+        try:
+            return lex.process_word(text, env)
+        except InvalidArgument as exc:
+            raise DockerfileError(f"{name}:{ins.line}: failed to process {go_quote(text)}: {exc}") from exc
 
     def ws(items: list[str]) -> list[str]:
-        return [x for item in items for x in lex.process_words(item, env)]
+        out = []
+        for item in items:
+            try:
+                out += lex.process_words(item, env)
+            except InvalidArgument as exc:
+                raise DockerfileError(f"{name}:{ins.line}: failed to process {go_quote(item)}: {exc}") from exc
+        return out
 
     def opt(text: str | None) -> str | None:
         return w(text) if text else text

@@ -193,7 +193,7 @@ def _json_array(rest: str) -> list[str] | None:
         return None
     try:
         value, end = json.JSONDecoder().raw_decode(rest)
-    except ValueError:
+    except (ValueError, RecursionError):  # nested too deeply: Go's json.Unmarshal fails too
         return None
     if rest[end:].strip():  # trailing text: not JSON at all, so the shell form (as json.Unmarshal)
         return None

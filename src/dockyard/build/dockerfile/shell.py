@@ -244,17 +244,24 @@ def _replace(value: str, pattern: str, repl: str, every: bool) -> str:
     return "".join(out)
 
 
+def _process(scan: _Scan) -> tuple[str, list[str]]:
+    try:
+        return scan.process()
+    except RecursionError:
+        raise InvalidArgument("bad substitution: nested too deeply") from None
+
+
 class Lex:
     def __init__(self, escape: str = "\\") -> None:
         self.escape = escape
 
     def process_word(self, word: str, env: Mapping[str, str]) -> str:
-        return _Scan(word, self.escape, env).process()[0]
+        return _process(_Scan(word, self.escape, env))[0]
 
     def process_words(self, word: str, env: Mapping[str, str]) -> list[str]:
-        return _Scan(word, self.escape, env).process()[1]
+        return _process(_Scan(word, self.escape, env))[1]
 
     def process_word_with_matches(self, word: str, env: Mapping[str, str]) -> tuple[str, set[str]]:
         scan = _Scan(word, self.escape, env)
-        result = scan.process()[0]
+        result = _process(scan)[0]
         return result, scan.matches

@@ -12,8 +12,8 @@ from pathlib import Path
 
 def kill_processes_naming(path: Path) -> None:
     """SIGKILL every process whose command line names ``path`` or whose working directory is
-    under it (shims forked from the daemon's zygote keep the zygote's command line but live in
-    their state dir)."""
+    under it (the daemon's shim host lives in ``<exec-root>/shims``, an exec'd shim in its state
+    dir)."""
     needle = str(path).encode()
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():

@@ -13,11 +13,16 @@ Hierarchy (all derive from DockyardError; the API maps each to one HTTP status i
     ├── PermissionDenied     403  not allowed
     ├── Unavailable          503  a dependency is down (runtime, shim, registry)
     └── Internal             500  a bug or an unexpected OS failure
+        └── NoSpace          500  the data root's file system is full (ENOSPC, EDQUOT); 500 as in
+                                  dockerd, where a full disk is a plain system error
 
 Subsystems translate OSError / subprocess / netlink failures into these with ``raise … from exc``.
 """
 
 from __future__ import annotations
+
+import errno
+import os
 
 
 class DockyardError(Exception):
@@ -65,3 +70,22 @@ class Unavailable(DockyardError):
 
 class Internal(DockyardError):
     pass
+
+
+class NoSpace(Internal):
+    pass
+
+
+NO_SPACE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
+
+
+def is_no_space(exc: BaseException) -> bool:
+    """True for a full disk or an exhausted quota, raw or already translated."""
+    return isinstance(exc, NoSpace) or (isinstance(exc, OSError) and exc.errno in NO_SPACE_ERRNOS)
+
+
+def no_space(what: str, exc: OSError | None = None) -> NoSpace:
+    """``<what>: no space left on device`` — Go's wording, as dockerd reports a full disk."""
+    code = exc.errno if exc is not None and exc.errno in NO_SPACE_ERRNOS else errno.ENOSPC
+    reason = os.strerror(code)
+    return NoSpace(f"{what}: {reason[:1].lower()}{reason[1:]}")

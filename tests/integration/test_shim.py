@@ -1,7 +1,9 @@
 """The shim against a real OCI runtime (runc by default; DOCKYARD_TEST_RUNTIME=/path picks another).
 
 Each test builds a busybox bundle in tmp_path, spawns a detached shim and talks to it through
-``dockyard.shim.client``; every shim, container and cgroup is removed in a finally.
+``dockyard.shim.client``; every shim, container and cgroup is removed in a finally. Every test
+runs twice: with a shim process of its own (``dockyard-shim``) and with the shim inside a shim
+host (``shim.host``, how the daemon runs them); the last tests put many containers in one host.
 """
 
 from __future__ import annotations
@@ -96,14 +98,23 @@ class Env:
     state_dir: Path
     runtime_root: Path
     log_path: Path
+    hosted: bool = False
 
-    async def spawn(self, **kw: Any) -> shim_client.ShimClient:
-        return await shim_client.spawn(SHIM, self.cid, self.bundle, self.state_dir, RUNTIME,
-                                       self.runtime_root, self.log_path, **kw)
+    async def spawn(self, host: shim_client.ShimHost | None = None, **kw: Any) -> shim_client.ShimClient:
+        own = host is None and self.hosted
+        if own:   # a host for this container alone, let go at once: it exits after the delete
+            host = shim_client.ShimHost()
+        try:
+            return await shim_client.spawn(SHIM, self.cid, self.bundle, self.state_dir, RUNTIME,
+                                           self.runtime_root, self.log_path, host=host, **kw)
+        finally:
+            if own:
+                assert host is not None and not host.broken
+                await host.close()
 
 
-@pytest.fixture
-def make_env(tmp_path: Path) -> Iterator[Any]:
+@pytest.fixture(params=["process", "hosted"])
+def make_env(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
     made: list[Env] = []
 
     def make(args: list[str], tty: bool = False, memory: int | None = None) -> Env:
@@ -111,7 +122,7 @@ def make_env(tmp_path: Path) -> Iterator[Any]:
         base = tmp_path / cid
         base.mkdir()
         env = Env(cid, base, make_bundle(base, cid, args, tty, memory), base / "state",
-                  base / "rt", base / "ctr-json.log")
+                  base / "rt", base / "ctr-json.log", hosted=request.param == "hosted")
         made.append(env)
         return env
 
@@ -439,5 +450,59 @@ def test_delete_running_and_long_state_path(make_env: Any) -> None:
             await asyncio.sleep(0.05)
         assert not _alive(pid)
         assert not any((ctrl / env.cid).exists() for ctrl in Path("/sys/fs/cgroup").iterdir())
+
+    run(go())
+
+
+def _memory_kb(pid: int) -> tuple[int, int]:
+    """(RSS, PSS) in kB."""
+    fields = {}
+    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()[1:]:
+        key, _, value = line.partition(":")
+        fields[key] = int(value.split()[0])
+    return fields["Rss"], fields["Pss"]
+
+
+@pytest.mark.parametrize("make_env", ["hosted"], indirect=True)
+def test_one_host_many_containers(make_env: Any) -> None:
+    """Ten containers in one host: each works on its own, deleting some leaves the others
+    untouched, the host's memory grows by kilobytes per container, and it exits after the last
+    delete once no daemon can ask for more."""
+    envs = [make_env(["sh", "-c", f"echo hello-{i}; read x; echo bye-$x"]) for i in range(10)]
+
+    async def go() -> None:
+        host = shim_client.ShimHost()
+        first = await envs[0].spawn(host=host, stdin=True)
+        pid = shim_client.shim_pid(envs[0].state_dir)
+        assert pid is not None
+        rss0, pss0 = _memory_kb(pid)
+        shims = [first] + [await e.spawn(host=host, stdin=True) for e in envs[1:]]
+        assert {shim_client.shim_pid(e.state_dir) for e in envs} == {pid}
+        rss1, pss1 = _memory_kb(pid)
+        print(f"\nshim host: {rss0} kB RSS / {pss0} kB PSS with 1 container, {rss1} / {pss1} with 10: "
+              f"{(rss1 - rss0) / 9:.0f} kB RSS per container")
+        atts = [await s.attach(stdin=True) for s in shims]
+        for s in shims:
+            await s.start()
+        for i, s in enumerate(shims):
+            if i % 2:
+                await s.delete()   # kills it mid-read: the others must not notice
+        for i, (s, att) in enumerate(zip(shims, atts, strict=True)):
+            if i % 2 == 0:
+                await att.write(f"{i}\n".encode())
+                out = await collect(att)
+                assert out[1] == f"hello-{i}\nbye-{i}\n".encode(), out
+                assert (await s.wait())["exit_code"] == 0
+        await host.close()          # the daemon goes away: the host keeps serving
+        assert _alive(pid)
+        for i, s in enumerate(shims):
+            if i % 2 == 0:
+                assert (await s.state())["status"] == "stopped"
+                await s.delete()
+        for _ in range(100):
+            if not _alive(pid):
+                break
+            await asyncio.sleep(0.05)
+        assert not _alive(pid)
 
     run(go())

@@ -29,12 +29,21 @@ def status_for(exc: BaseException) -> int:
     return 500
 
 
+def message_for(exc: BaseException) -> str:
+    """The user-facing text of an error: a dockyard error's own message; an OSError that escaped
+    its subsystem in Go's words (``open /path: no space left on device``), never ``[Errno 28] ...``."""
+    if isinstance(exc, OSError) and not isinstance(exc, errors.DockyardError) and exc.strerror:
+        reason = exc.strerror[:1].lower() + exc.strerror[1:]
+        return f"{exc.filename}: {reason}" if exc.filename is not None else reason
+    return str(exc) or type(exc).__name__
+
+
 def error_response(exc: BaseException) -> web.Response:
     """Docker's error body: ``{"message": "..."}`` (304 carries no body, as in moby)."""
     status = status_for(exc)
     if status == 304:
         return web.Response(status=304)
-    message = str(exc) or type(exc).__name__
+    message = message_for(exc)
     return web.Response(
         status=status,
         body=json.dumps({"message": message}).encode() + b"\n",

@@ -11,6 +11,7 @@ from typing import Any, cast
 
 from aiohttp import web
 
+from dockyard.api.errors import message_for
 from dockyard.errors import InvalidArgument
 
 MULTIPLEXED = "application/vnd.docker.multiplexed-stream"
@@ -259,7 +260,7 @@ async def stream_progress(request: web.Request,
             raise exc
         resp = resp or await start()
         if exc is not None:
-            msg = str(exc)
+            msg = message_for(exc)
             await resp.write(json_line({"errorDetail": {"code": getattr(exc, "code", 1), "message": msg},
                                         "error": msg}))
         else:

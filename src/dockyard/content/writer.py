@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 
-from dockyard.errors import Internal, InvalidArgument, Unavailable
+from dockyard.errors import Internal, InvalidArgument, Unavailable, is_no_space, no_space
 from dockyard.oci.digest import Digest
 
 _CHUNK = 1 << 20
@@ -53,8 +53,10 @@ class Writer:
             raise Unavailable(f"ref {ref} locked: another writer is active") from exc
         try:
             self._open_data(ingest_dir)
-        except BaseException:
+        except BaseException as exc:
             os.close(self._lock_fd)
+            if is_no_space(exc):
+                raise no_space(f"cannot store {ref} in {ingest_dir.parent.parent}") from exc
             raise
 
     def _open_data(self, ingest_dir: Path) -> None:
@@ -74,7 +76,13 @@ class Writer:
         view = memoryview(data)
         total = len(view)
         while view:
-            n = os.write(self._fd, view)
+            try:
+                n = os.write(self._fd, view)
+            except OSError as exc:
+                self.offset += total - len(view)
+                if is_no_space(exc):
+                    raise no_space(f"cannot store {self.ref} in {self.dir.parent.parent}", exc) from exc
+                raise
             self._hasher.update(view[:n])
             view = view[n:]
         self.offset += total
@@ -92,6 +100,8 @@ class Writer:
         try:
             os.fsync(self._fd)
         except OSError as exc:
+            if is_no_space(exc):
+                raise no_space(f"cannot sync ingest {self.ref}", exc) from exc
             raise Internal(f"cannot sync ingest {self.ref}: {exc.strerror}") from exc
         if size is not None and self.offset != size:
             self.abort()
@@ -110,6 +120,8 @@ class Writer:
                 os.rename(self.dir / "data", target)
                 fsync_dir(target.parent)
         except OSError as exc:
+            if is_no_space(exc):
+                raise no_space(f"cannot commit {self.ref} as {actual}", exc) from exc
             raise Internal(f"cannot commit {self.ref} as {actual}: {exc.strerror}") from exc
         self._committed = True
         self._finish(remove=True)

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import BinaryIO, cast
 
 from dockyard.diff.streams import CHUNK, ForwardReader, HashingReader, decompressed
-from dockyard.errors import Internal, InvalidArgument, PermissionDenied
+from dockyard.errors import Internal, InvalidArgument, PermissionDenied, is_no_space, no_space
 from dockyard.oci.digest import Digest
 
 WHITEOUT_PREFIX = ".wh."
@@ -61,6 +61,21 @@ def clean_name(name: str, what: str = "entry") -> tuple[str, ...]:
 
 def _mtime_ns(member: tarfile.TarInfo) -> int:
     return int(member.mtime * 1_000_000_000) if isinstance(member.mtime, float) else member.mtime * 1_000_000_000
+
+
+def _check_header(m: tarfile.TarInfo) -> None:
+    """Refuse numbers no file can have (pax records are free text: ``size=-1``, ``mtime=1e400``,
+    ``uid=2**64``), as Go's archive/tar does, before they reach a syscall."""
+    if m.size < 0:
+        raise InvalidArgument(f"layer entry {m.name!r}: negative size {m.size}")
+    if not (0 <= m.uid <= 0xFFFFFFFF and 0 <= m.gid <= 0xFFFFFFFF):
+        raise InvalidArgument(f"layer entry {m.name!r}: uid/gid {m.uid}:{m.gid} out of range")
+    try:
+        ns: int | None = _mtime_ns(m)
+    except (OverflowError, ValueError):  # inf, nan
+        ns = None
+    if ns is None or not -(1 << 63) <= ns < 1 << 63:
+        raise InvalidArgument(f"layer entry {m.name!r}: invalid mtime {m.mtime!r}")
 
 
 class _Applier:
@@ -173,6 +188,7 @@ class _Applier:
 
     def apply(self, tf: tarfile.TarFile, member: tarfile.TarInfo) -> None:
         parts = clean_name(member.name)
+        _check_header(member)
         try:
             self._apply(tf, member, parts)
         except PermissionError as exc:
@@ -181,6 +197,10 @@ class _Applier:
                                        f"needs root)") from exc
             raise Internal(f"layer entry {member.name!r}: {exc.strerror}") from exc
         except OSError as exc:
+            if exc.errno == errno.ENAMETOOLONG:  # a name component over 255 bytes
+                raise InvalidArgument(f"layer entry {member.name!r}: {exc.strerror}") from exc
+            if is_no_space(exc):
+                raise no_space(f"cannot apply layer entry {member.name!r}", exc) from exc
             raise Internal(f"cannot apply layer entry {member.name!r}: {exc.strerror or exc}") from exc
         finally:
             self._close_stale()
@@ -214,6 +234,8 @@ class _Applier:
             self._clear(pfd, base, keep_dir=False)
             self._file(tf, m, pfd, base)
         elif m.issym():
+            if not m.linkname:  # symlink(2) refuses it (ENOENT)
+                raise InvalidArgument(f"layer symlink {m.name!r}: empty target")
             self._clear(pfd, base, keep_dir=False)
             os.symlink(m.linkname, base, dir_fd=pfd)
             self._chown(pfd, base, m)
@@ -323,6 +345,8 @@ class _Applier:
             try:
                 os.setxattr(fd, name, value.encode("utf-8", "surrogateescape"))
             except OSError as exc:
+                if exc.errno in (errno.EINVAL, errno.ERANGE, errno.E2BIG):  # a name or value the kernel refuses
+                    raise InvalidArgument(f"layer entry {m.name!r}: xattr {name!r}: {exc.strerror}") from exc
                 if exc.errno not in _IGNORED_XATTR_ERRORS:
                     raise
 
@@ -364,7 +388,7 @@ def apply_layer(stream: BinaryIO, dest: Path) -> ApplyResult:
                 with tarfile.open(fileobj=cast(BinaryIO, fwd), mode="r:") as tf:
                     for member in tf:
                         applier.apply(tf, member)
-            except tarfile.TarError as exc:
+            except (tarfile.TarError, OSError) as exc:  # OSError: ForwardReader refusing to seek back
                 raise InvalidArgument(f"layer is not a valid tar archive: {exc}") from exc
             applier.finish_dirs()
         finally:

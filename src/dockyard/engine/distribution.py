@@ -10,12 +10,13 @@ first) and then the manifest as stored, so the digest on both sides is the same.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from dockyard.errors import DockyardError, InvalidArgument, NotFound, Unavailable
+from dockyard.errors import DockyardError, InvalidArgument, NoSpace, NotFound, Unavailable
 from dockyard.images.util import host_arch, load_json
 from dockyard.oci import mediatypes as mt
 from dockyard.oci import reference
@@ -95,6 +96,20 @@ async def pull(engine: Any, text: str, platform: str, creds: Credentials | None,
 
 async def _pull_from(engine: Any, t: Target, text: str, platform: str, creds: Credentials | None, emit: Emit,
                      plain_http: bool) -> str:
+    fetched: list[Digest] = []   # blobs this pull stored; emptied once the image is registered
+    try:
+        return await _pull_into(engine, t, text, platform, creds, emit, plain_http, fetched)
+    except NoSpace:
+        # a full disk: what this pull stored is space the user needs back (a retry fetches it
+        # again); other failures keep it, so that the next pull need not download it twice
+        for digest in fetched:
+            with contextlib.suppress(DockyardError, OSError):
+                engine.content.delete(digest)
+        raise
+
+
+async def _pull_into(engine: Any, t: Target, text: str, platform: str, creds: Credentials | None, emit: Emit,
+                     plain_http: bool, fetched: list[Digest]) -> str:
     tag_or_digest = str(t.ref.digest) if t.ref.digest else (t.ref.tag or "latest")
     async with Registry(t.host, plain_http, creds) as reg:
         # resolved before the first progress line, so "not found" is a plain 404, as with dockerd
@@ -113,7 +128,7 @@ async def _pull_from(engine: Any, t: Target, text: str, platform: str, creds: Cr
         manifest = load_json(data, "manifest")
         config_desc = Descriptor.from_json(manifest.get("config") or {})
         layers = [Descriptor.from_json(x) for x in manifest.get("layers") or []]
-        await _fetch(engine, reg, t.repo, config_desc, None)
+        await _fetch(engine, reg, t.repo, config_desc, None, fetched)
         config = engine.content.read_bytes(config_desc.digest)
         sem = asyncio.Semaphore(_PARALLEL)
 
@@ -126,7 +141,7 @@ async def _pull_from(engine: Any, t: Target, text: str, platform: str, creds: Cr
             async with sem:
                 await _fetch(engine, reg, t.repo, desc, lambda n: emit({
                     "status": "Downloading", "progressDetail": {"current": n, "total": desc.size},
-                    "progress": _bar(n, desc.size), "id": lid}))
+                    "progress": _bar(n, desc.size), "id": lid}), fetched)
             emit({"status": "Download complete", "progressDetail": {}, "id": lid})
 
         downloads = [asyncio.ensure_future(one(d)) for d in layers]
@@ -147,6 +162,7 @@ async def _pull_from(engine: Any, t: Target, text: str, platform: str, creds: Cr
     refs.append(f"{t.ref.name}@{top_digest}")
     before = _current(engine, name)
     image_id: str = await asyncio.to_thread(engine.images.add_image, config, layers, data, refs)
+    fetched.clear()
     emit({"status": f"Digest: {top_digest}"})
     shown = reference.parse(text).familiar()
     emit({"status": f"Status: Image is up to date for {shown}" if before == image_id
@@ -164,7 +180,8 @@ def _current(engine: Any, name: str) -> str | None:
         return None
 
 
-async def _fetch(engine: Any, reg: Registry, repo: str, desc: Descriptor, progress: Callable[[int], None] | None) -> None:
+async def _fetch(engine: Any, reg: Registry, repo: str, desc: Descriptor, progress: Callable[[int], None] | None,
+                 fetched: list[Digest]) -> None:
     """Download one blob into the content store. An interrupted download keeps its bytes in the
     ingest and the next pull continues with ``Range``; the commit verifies digest and size, and a
     resumed ingest that turns out wrong (or a registry that cannot resume) starts over once."""
@@ -186,15 +203,22 @@ async def _fetch(engine: Any, reg: Registry, repo: str, desc: Descriptor, progre
                 continue
             w.close()  # keep what arrived for the next pull
             raise
+        except NoSpace:
+            w.abort()  # on a full disk the partial blob is what the user needs back
+            raise
         except BaseException:
             w.close()
             raise
         try:
             w.commit(expected=desc.digest, size=desc.size)  # a mismatch drops the ingest
+            fetched.append(desc.digest)
             return
         except InvalidArgument:
             if not resumed or attempt == 1:
                 raise
+        except NoSpace:
+            w.abort()
+            raise
 
 
 async def push(engine: Any, text: str, creds: Credentials | None, emit: Emit) -> str:

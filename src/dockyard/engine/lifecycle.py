@@ -384,7 +384,7 @@ class ContainerService(Stopping, LiveRestore):
         for waiters in list(self._exit_waiters.values()) + list(self._remove_waiters.values()):
             for fut in waiters:
                 fut.cancel()
-        await shims.close_zygote()
+        await shims.close_host()
 
 
 def _size(text: str | None) -> int:

@@ -38,27 +38,28 @@ def _client() -> Any:
     return client
 
 
-# One pre-imported shim launcher per event loop (asyncio pipes belong to the loop that made them).
-_zygotes: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = weakref.WeakKeyDictionary()
+# One shim host per event loop (asyncio pipes belong to the loop that made them).
+_hosts: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = weakref.WeakKeyDictionary()
 
 
-def _zygote() -> Any:
-    """The loop's zygote (``shim.zygote``): forking a pre-imported shim saves ~25 ms per start.
+def _host() -> Any:
+    """The loop's shim host (``shim.host``): every container's shim lives in that one process,
+    so an idle container costs kilobytes instead of a Python process (``docs/shim-host.md``).
     Only with the in-tree shim, i.e. when the exec'd fallback runs the same code."""
-    if os.environ.get("DOCKYARD_SHIM_ZYGOTE", "1") == "0":  # escape hatch: exec every shim
+    if os.environ.get("DOCKYARD_SHIM_HOST", "1") == "0":  # escape hatch: a process per shim
         return None
     loop = asyncio.get_running_loop()
-    zygote = _zygotes.get(loop)
-    if zygote is None:
-        zygote = _zygotes[loop] = _client().Zygote()
-    return zygote
+    host = _hosts.get(loop)
+    if host is None:
+        host = _hosts[loop] = _client().ShimHost()
+    return host
 
 
-async def close_zygote() -> None:
-    """Stop this loop's zygote (the shims it started keep running)."""
-    zygote = _zygotes.pop(asyncio.get_running_loop(), None)
-    if zygote is not None:
-        await zygote.close()
+async def close_host() -> None:
+    """Let go of this loop's shim host: it takes no new container and keeps serving its own."""
+    host = _hosts.pop(asyncio.get_running_loop(), None)
+    if host is not None:
+        await host.close()
 
 
 async def spawn(*, container_id: str, bundle: Path, state_dir: Path, runtime: str, runtime_root: Path,
@@ -69,7 +70,7 @@ async def spawn(*, container_id: str, bundle: Path, state_dir: Path, runtime: st
     return await _client().spawn(
         shim_argv(), container_id, bundle, state_dir, runtime, runtime_root, log_path,
         log_max_size=log_max_size, log_max_file=log_max_file, tty=tty, stdin=stdin,
-        console_size=console_size, zygote=_zygote())
+        console_size=console_size, host=_host())
 
 
 def connect(state_dir: Path) -> Any:

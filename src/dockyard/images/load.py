@@ -255,10 +255,20 @@ def _sniff_media_type(head: bytes) -> str:
     return mt.DOCKER_LAYER
 
 
-def write(archive: Archive, images: list[LoadedImage], content: ContentStore) -> None:
-    """Stream every referenced blob into the content store and settle each image's manifest."""
+def write(archive: Archive, images: list[LoadedImage], content: ContentStore,
+          stored: list[Digest] | None = None) -> None:
+    """Stream every referenced blob into the content store and settle each image's manifest.
+    The blobs that were not there before are appended to ``stored`` (a failed load removes them)."""
+    new = stored if stored is not None else []
+
+    def note(digest: Digest | None) -> bool:
+        return digest is not None and not content.exists(digest)
+
     for img in images:
+        fresh = note(Digest.parse(img.id))
         config_digest = content.put_bytes(img.config, Digest.parse(img.id))
+        if fresh:
+            new.append(config_digest)
         for i, member in enumerate(img.layer_members):
             known = img.layer_descs[i]
             with archive.open(member) as f:
@@ -269,8 +279,11 @@ def write(archive: Archive, images: list[LoadedImage], content: ContentStore) ->
                         info_digest, info_size = known.digest, content.info(known.digest).size
                     else:
                         expected = known.digest if known is not None else _digest_of_blob_name(member)
+                        fresh = note(expected)   # unknown without a digest to go by: then it stays
                         info = content.put_file(cast(BinaryIO, f), expected)
                         info_digest, info_size = info.digest, info.size
+                        if fresh:
+                            new.append(info_digest)
                 except InvalidArgument as exc:
                     raise InvalidArgument(f"archive member {member!r}: content does not match its digest "
                                           f"({exc})") from exc
@@ -282,7 +295,10 @@ def write(archive: Archive, images: list[LoadedImage], content: ContentStore) ->
                 img.layer_descs[i] = Descriptor(_sniff_media_type(head), info_digest, info_size)
         if img.manifest is None:
             img.manifest = docker_manifest(len(img.config), config_digest, img.layers)
-        content.put_bytes(img.manifest)
+        fresh = note(Digest.from_bytes(img.manifest))
+        manifest_digest = content.put_bytes(img.manifest)
+        if fresh:
+            new.append(manifest_digest)
 
 
 def docker_manifest(config_size: int, config_digest: Digest, layers: list[Descriptor]) -> bytes:

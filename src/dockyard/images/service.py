@@ -14,6 +14,7 @@ import shutil
 import tempfile
 import threading
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
@@ -25,7 +26,14 @@ from dockyard.engine.types import (
     ImageSummary,
     PruneReport,
 )
-from dockyard.errors import FailedPrecondition, InvalidArgument, NotFound
+from dockyard.errors import (
+    DockyardError,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    is_no_space,
+    no_space,
+)
 from dockyard.images import delete, importer, load, save
 from dockyard.images.archive import Archive
 from dockyard.images.filters import filter_images
@@ -271,30 +279,52 @@ class ImageService:
 
     def load(self, src: BinaryIO) -> builtins.list[str]:
         self.tmp_dir.mkdir(parents=True, exist_ok=True)
+        stored: builtins.list[Digest] = []
+        created: builtins.list[str] = []
+        try:
+            return self._load(src, stored, created)
+        except BaseException:
+            self._discard_chains(created)
+            self._discard_blobs(stored)
+            raise
+
+    def _load(self, src: BinaryIO, stored: builtins.list[Digest], created: builtins.list[str]) -> builtins.list[str]:
         with tempfile.NamedTemporaryFile(dir=self.tmp_dir, prefix="load-", suffix=".tar") as spool:
             # Decompress while spooling: random access into a gzip stream would re-inflate it per seek.
             try:
                 shutil.copyfileobj(importer.decompressed(src), spool, 1 << 20)
+                spool.flush()
             except (OSError, EOFError, lzma.LZMAError) as exc:
+                if is_no_space(exc):   # the spool's fault, not the archive's
+                    raise no_space(f"cannot unpack the image archive in {self.tmp_dir}") from exc
                 raise InvalidArgument(f"invalid image archive: {exc}") from exc
-            spool.flush()
             with Archive(Path(spool.name)) as archive:
                 images = load.plan(archive)
                 if not images:
                     raise InvalidArgument("invalid image archive: it contains no image")
-                load.write(archive, images, self.content)
-        created: builtins.list[str] = []
-        try:
-            pending = []
-            for img in images:
-                assert img.manifest is not None  # set by load.write
-                top = self.unpacker.unpack(img.diff_ids, img.layers, created)
-                pending.append(_Pending(img.config, str(Digest.from_bytes(img.manifest)), top,
-                                        self._size(img.diff_ids), img.refs, [], img.diff_ids, img.layers))
-            return self._register(pending, created)
-        except BaseException:
-            self._discard_chains(created)
-            raise
+                load.write(archive, images, self.content, stored)
+        pending = []
+        for img in images:
+            assert img.manifest is not None  # set by load.write
+            top = self.unpacker.unpack(img.diff_ids, img.layers, created)
+            pending.append(_Pending(img.config, str(Digest.from_bytes(img.manifest)), top,
+                                    self._size(img.diff_ids), img.refs, [], img.diff_ids, img.layers))
+        return self._register(pending, created)
+
+    def _discard_blobs(self, stored: builtins.list[Digest]) -> None:
+        """Drop the blobs a failed load stored (on a full disk they are the space the user needs
+        back), unless an image registered meanwhile uses them."""
+        if not stored:
+            return
+        with self.lock:
+            keep: set[str] = set()
+            for rec in self.table.all():
+                keep.update(self._blobs_of(rec))
+                keep.update(rec.diff_ids)
+            for digest in stored:
+                if str(digest) not in keep:
+                    with suppress(DockyardError, OSError):
+                        self.content.delete(digest)
 
     def import_rootfs(self, src: BinaryIO, ref: str | None, changes: builtins.list[str], message: str) -> str:
         names = [normalise_tag(ref)] if ref else []

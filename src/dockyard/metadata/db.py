@@ -9,11 +9,13 @@ from __future__ import annotations
 import sqlite3
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
-from dockyard.errors import FailedPrecondition, Internal
+from dockyard.errors import FailedPrecondition, Internal, no_space
 from dockyard.metadata.schema import MIGRATIONS
+
+_SQLITE_FULL = 13
 
 
 class Database:
@@ -71,16 +73,20 @@ class Database:
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
-        """BEGIN IMMEDIATE … COMMIT, rolled back on any exception."""
+        """BEGIN IMMEDIATE … COMMIT, rolled back on any exception (a failed COMMIT too: on a full
+        disk SQLite may leave the transaction open, and the next BEGIN would fail forever)."""
         with self._lock:
             self.conn.execute("BEGIN IMMEDIATE")
             try:
                 yield self.conn
-            except BaseException:
-                self.conn.execute("ROLLBACK")
-                raise
-            else:
                 self.conn.execute("COMMIT")
+            except BaseException as exc:
+                if self.conn.in_transaction:
+                    with suppress(sqlite3.Error):
+                        self.conn.execute("ROLLBACK")
+                if is_full(exc):
+                    raise no_space(f"cannot write {self.path}") from exc
+                raise
 
     def query(self, sql: str, params: tuple[object, ...] | dict[str, object] = ()) -> list[sqlite3.Row]:
         with self._lock:
@@ -94,7 +100,12 @@ class Database:
     def execute(self, sql: str, params: tuple[object, ...] | dict[str, object] = ()) -> int:
         """Run one statement in its own transaction; returns the number of rows changed."""
         with self._lock:
-            return self.conn.execute(sql, params).rowcount
+            try:
+                return self.conn.execute(sql, params).rowcount
+            except sqlite3.Error as exc:
+                if is_full(exc):
+                    raise no_space(f"cannot write {self.path}") from exc
+                raise
 
     def checkpoint(self) -> None:
         """Fold the write-ahead log into the database and truncate it: after a prune, the disk
@@ -105,6 +116,11 @@ class Database:
     def close(self) -> None:
         with self._lock:
             self.conn.close()
+
+
+def is_full(exc: BaseException) -> bool:
+    """SQLITE_FULL ("database or disk is full"): the file system under the database is full."""
+    return isinstance(exc, sqlite3.Error) and getattr(exc, "sqlite_errorcode", 0) & 0xFF == _SQLITE_FULL
 
 
 def _split(script: str) -> Iterator[str]:

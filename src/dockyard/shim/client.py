@@ -53,13 +53,13 @@ async def spawn(shim_argv_prefix: list[str], id: str, bundle: str | Path, state_
                 runtime: str, runtime_root: str | Path, log_path: str | Path,
                 log_max_size: int | None = None, log_max_file: int | None = None, tty: bool = False,
                 stdin: bool = False, console_size: tuple[int, int] | None = None,
-                zygote: Zygote | None = None) -> ShimClient:
+                host: ShimHost | None = None) -> ShimClient:
     """Start a detached shim (it runs ``runtime create``) and wait for ``ready``.
 
     ``shim_argv_prefix`` is how to run the shim, e.g. ``[sys.executable, "-m", "dockyard.shim.main"]``
     or ``["dockyard-shim"]``. The shim's own error becomes InvalidArgument/Internal/... by its kind.
-    With ``zygote`` the shim is forked from that pre-imported launcher instead (same flags, same
-    result; the exec'd prefix stays the fallback when the zygote is unusable).
+    With ``host`` the shim is made inside that shim host instead (same flags, same result; the
+    exec'd prefix stays the fallback when the host is unusable).
     """
     state = Path(state_dir)
     state.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -78,7 +78,7 @@ async def spawn(shim_argv_prefix: list[str], id: str, bundle: str | Path, state_
         argv.append("--stdin")
     if console_size:
         argv += ["--console-size", f"{console_size[0]},{console_size[1]}"]
-    launched = await zygote.launch(argv[len(shim_argv_prefix):]) if zygote is not None else None
+    launched = await host.launch(argv[len(shim_argv_prefix):], state.parent) if host is not None else None
     if launched is None:
         try:
             proc = await asyncio.create_subprocess_exec(
@@ -100,61 +100,69 @@ async def spawn(shim_argv_prefix: list[str], id: str, bundle: str | Path, state_
     return client
 
 
-class Zygote:
-    """The daemon's handle on a ``python -m dockyard.shim.zygote`` (started on first use, one
-    request at a time). ``launch`` returns None whenever the zygote cannot serve, so the caller
-    exec's the shim as before."""
+class ShimHost:
+    """The daemon's handle on its shim host (``python -m dockyard.shim.host``, started on first
+    use, one request at a time, over a socketpair). The host is not our child — its first process
+    forks it away and exits — so no process handle of ours can kill it or leave it a zombie: it
+    outlives this handle and the daemon, serving its containers until they are deleted. ``launch``
+    returns None whenever the host cannot serve, so the caller exec's a shim of its own instead."""
 
     def __init__(self, python: str | None = None) -> None:
         self.python = python or sys.executable
-        self._proc: asyncio.subprocess.Process | None = None
+        self._conn: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
         self._lock = asyncio.Lock()
         self.broken = False
 
-    async def launch(self, args: list[str]) -> tuple[int, str] | None:
-        """Run ``dockyard-shim args`` through the zygote: (exit status, stderr) of its first process."""
+    async def launch(self, args: list[str], cwd: str | Path | None = None) -> tuple[int, str] | None:
+        """Start the shim ``dockyard-shim args`` would start, in the host: (status, stderr) of
+        the flag check. ``cwd`` (the shims' directory) is where a new host lives."""
         if self.broken:
             return None
         async with self._lock:
             try:
-                proc = await self._ensure()
-                assert proc.stdin is not None and proc.stdout is not None
-                proc.stdin.write(proto.encode_list(args))
-                await proc.stdin.drain()
-                line = await proc.stdout.readline()
+                reader, writer = await self._ensure(cwd)
+                writer.write(proto.encode_list(args))
+                await writer.drain()
+                line = await reader.readline()
                 reply = json.loads(line) if line else None
             except (OSError, ValueError, asyncio.IncompleteReadError):
                 reply = None
             if not isinstance(reply, dict) or int(reply.get("status", -1)) < 0:
-                await self._stop()  # a dead or confused zygote: use exec from now on
+                self._let_go()  # a dead or confused host: exec shims from now on
                 self.broken = True
                 return None
             return int(reply["status"]), str(reply.get("stderr") or "")
 
-    async def _ensure(self) -> asyncio.subprocess.Process:
-        if self._proc is None or self._proc.returncode is not None:
-            self._proc = await asyncio.create_subprocess_exec(
-                self.python, "-m", "dockyard.shim.zygote", stdin=asyncio.subprocess.PIPE,
-                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
-                start_new_session=True, env=_shim_env(), limit=1 << 20)
-        return self._proc
+    async def _ensure(self, cwd: str | Path | None) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        if self._conn is None:
+            import subprocess
+            ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                proc = subprocess.Popen(
+                    [self.python, "-m", "dockyard.shim.host", "--fd", str(theirs.fileno())],
+                    pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL, start_new_session=True, env=_shim_env(), cwd=cwd)
+            except OSError:
+                ours.close()
+                raise
+            finally:
+                theirs.close()
+            if await asyncio.to_thread(proc.wait) != 0:  # the first process forks the host off
+                ours.close()
+                raise OSError("the shim host did not start")
+            self._conn = await asyncio.open_unix_connection(sock=ours, limit=1 << 20)
+        return self._conn
 
-    async def _stop(self) -> None:
-        proc, self._proc = self._proc, None
-        if proc is None or proc.returncode is not None:
-            return
-        if proc.stdin is not None:
-            proc.stdin.close()  # EOF: the zygote exits; the shims it started live on
-        try:
-            await asyncio.wait_for(proc.wait(), 2)
-        except TimeoutError:
-            with contextlib.suppress(ProcessLookupError):
-                proc.kill()
-            await proc.wait()
+    def _let_go(self) -> None:
+        """EOF on its requests: the host takes no new container and exits after its last one.
+        Never waited for or killed here — its containers must not notice the daemon leaving."""
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn[1].close()
 
     async def close(self) -> None:
         async with self._lock:
-            await self._stop()
+            self._let_go()
 
 
 def _shim_env() -> dict[str, str]:

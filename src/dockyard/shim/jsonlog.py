@@ -54,7 +54,9 @@ class JSONLogWriter:
     """Line-buffers each stream and appends json-file entries, rotating by size.
 
     Writes go straight to the fd (no userspace buffer) so a reader following the file, or a crash of
-    the shim, never misses a completed line. ``max_size <= 0`` disables rotation.
+    the shim, never misses a completed line. ``max_size <= 0`` disables rotation. A write the disk
+    has no room for raises OSError and leaves the file as it was (no torn entry); the caller
+    decides what to do with the lost output, and the next write tries again.
     """
 
     def __init__(self, path: str | Path, max_size: int = DEFAULT_MAX_SIZE,
@@ -96,10 +98,12 @@ class JSONLogWriter:
                 self._emit(name, [rest], stamp)
 
     def close(self) -> None:
-        self.flush()
-        if self._fd >= 0:
-            os.close(self._fd)
-            self._fd = -1
+        try:
+            self.flush()
+        finally:
+            if self._fd >= 0:
+                os.close(self._fd)
+                self._fd = -1
 
     def _emit(self, stream: str, pieces: list[bytes], stamp: str) -> None:
         # Hand-assembled (same bytes as json.dumps(..., ensure_ascii=False)): ~5x faster, and a
@@ -120,10 +124,23 @@ class JSONLogWriter:
             self._write_all("".join(out).encode())
 
     def _write_all(self, data: bytes) -> None:
+        """All of ``data`` or nothing: when the disk is full the part that went out is cut off
+        again, so the file always ends with a complete entry and the next write starts a clean line."""
+        if self._fd < 0:   # a rotation that could not create the new file: try again
+            self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
+            self._size = os.fstat(self._fd).st_size
         view = memoryview(data)
-        while view:
-            n = os.write(self._fd, view)
-            view = view[n:]
+        try:
+            while view:
+                n = os.write(self._fd, view)
+                view = view[n:]
+        except OSError:
+            if len(view) < len(data):
+                try:
+                    os.ftruncate(self._fd, self._size)
+                except OSError:
+                    pass
+            raise
         self._size += len(data)
 
     def _rotate(self) -> None:

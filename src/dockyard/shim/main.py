@@ -1,4 +1,5 @@
-"""``dockyard-shim``: one per container, detached from whoever spawned it.
+"""``dockyard-shim``: a shim in a process of its own (the daemon normally hosts shims in its shim
+host, ``shim.host``; this exec'd form is the fallback and the debugging tool).
 
     dockyard-shim --id ID --bundle DIR --state-dir DIR --runtime PATH --runtime-root DIR
                   --log-path FILE [--log-max-size BYTES] [--log-max-file N] [--tty] [--stdin]
@@ -12,18 +13,12 @@ subreaper, runs ``runtime create``, listens on ``shim.sock`` and writes ``ready`
 
 from __future__ import annotations
 
-import ctypes
 import os
 import sys
-import time
 
-from dockyard.errors import DockyardError
-from dockyard.runtime import jsonio
-from dockyard.shim import protocol as proto
 from dockyard.shim.jsonlog import DEFAULT_MAX_FILE, DEFAULT_MAX_SIZE
-from dockyard.shim.server import Options, Shim
+from dockyard.shim.server import Options
 
-PR_SET_CHILD_SUBREAPER = 36
 _VALUED = ("--id", "--bundle", "--state-dir", "--runtime", "--runtime-root", "--log-path",
            "--log-max-size", "--log-max-file", "--console-size")
 _FLAGS = ("--tty", "--stdin", "--foreground")
@@ -90,12 +85,6 @@ def _detach_stdio() -> None:
         os.close(null)
 
 
-def _write_ready(obj: dict[str, object]) -> None:
-    with open(proto.READY_FILE + ".tmp", "w") as f:
-        f.write(jsonio.dumps(obj))
-    os.replace(proto.READY_FILE + ".tmp", proto.READY_FILE)
-
-
 def main(argv: list[str] | None = None) -> None:
     try:
         opts, foreground = parse(sys.argv[1:] if argv is None else argv)
@@ -106,52 +95,17 @@ def main(argv: list[str] | None = None) -> None:
     if not foreground and os.fork() > 0:
         os._exit(0)  # the spawner reaps this at once; the shim is re-parented away from it
     _detach_stdio()
-    os.chdir(opts.state_dir)  # relative socket names dodge the 108-byte sun_path limit
-    log_fd = os.open(proto.LOG_FILE, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
-
-    def log(msg: str) -> None:
-        os.write(log_fd, f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())} {msg}\n".encode())
-
-    for name in (proto.READY_FILE, proto.EXIT_FILE):
-        try:
-            os.unlink(name)
-        except FileNotFoundError:
-            pass
-    with open(proto.PID_FILE, "w") as f:
-        f.write(str(os.getpid()))
-    shim = Shim(opts, log)
+    os.chdir(opts.state_dir)  # where tools (and the tests' clean-up) look for a shim's process
+    from dockyard.shim.host import Host, become_subreaper, write_ready
     try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        if libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
-            raise OSError(ctypes.get_errno(), "prctl(PR_SET_CHILD_SUBREAPER)")
-        pid = shim.create()
-        shim.listen()
-    except DockyardError as exc:
-        log(f"start failed: {exc}")
-        _abandon(shim)
-        _write_ready({"error": str(exc), "kind": type(exc).__name__})
+        become_subreaper()
+    except OSError as exc:
+        write_ready(opts.state_dir, {"error": f"shim: {exc}", "kind": "Internal"})
         sys.exit(1)
-    except Exception as exc:
-        import traceback
-        log("start failed:\n" + traceback.format_exc())
-        _abandon(shim)
-        _write_ready({"error": f"shim: {exc}", "kind": "Internal"})
+    host = Host()  # a host of one: it exits once this container is deleted
+    if host.start(opts) is None:
         sys.exit(1)
-    _write_ready({"pid": pid})
-    try:
-        shim.run()
-    except Exception:
-        import traceback
-        log("shim loop crashed:\n" + traceback.format_exc())
-        raise
-
-
-def _abandon(shim: Shim) -> None:
-    """Best effort: leave no half-created container behind a failed start."""
-    try:
-        shim.rt.run("delete", "--force", shim.o.id)
-    except DockyardError:
-        pass
+    host.run()
 
 
 if __name__ == "__main__":

@@ -236,15 +236,15 @@ def _clean(raw: bytes) -> str:
     return last
 
 
-def console_listener(state_dir: str, name: str) -> socket.socket:
-    """A unix socket for ``--console-socket`` bound relative to the state dir (our cwd)."""
+def console_listener(path: str, address: str) -> socket.socket:
+    """A unix socket for ``--console-socket`` at ``path``, bound as ``address`` (the same file,
+    possibly named through ``/proc/<pid>/fd/<dirfd>/`` to fit sun_path)."""
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
-    path = os.path.join(state_dir, name)
     try:
         os.unlink(path)
     except FileNotFoundError:
         pass
-    sock.bind(name)
+    sock.bind(address)
     sock.listen(1)
     return sock
 

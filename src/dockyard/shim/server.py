@@ -1,11 +1,15 @@
-"""The shim proper: owns one container's stdio, log, exit status, execs and the control socket."""
+"""The shim proper: owns one container's stdio, log, exit status, execs and the control socket.
+
+A ``Shim`` lives in a ``shim.host.Host``: the process that reaps its children and runs the event
+loop. One host may carry many shims (the daemon's shim host) or just one (an exec'd
+``dockyard-shim``); a shim never relies on the process's working directory or on being alone in it.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
 import os
-import signal
 import socket
 import time
 
@@ -61,10 +65,14 @@ def _pipe() -> tuple[int, int]:
 
 
 class Shim:
-    def __init__(self, opts: Options, log: Any) -> None:
+    def __init__(self, opts: Options, log: Any, host: Any) -> None:
         self.o = opts
         self.debug_log = log
-        self.reactor = Reactor()
+        self.host = host               # shim.host.Host: the reactor, reaping, our removal
+        self.reactor: Reactor = host.reactor
+        # the state dir, held open: sockets are bound and named through /proc/<pid>/fd/<dirfd>/
+        # when their real path would pass the 108-byte sun_path limit
+        self.dirfd = os.open(opts.state_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         self.rt = Runtime(opts.runtime, opts.runtime_root, opts.state_dir, opts.id)
         self.init = Proc()
         self.execs: dict[str, Proc] = {}
@@ -78,8 +86,17 @@ class Shim:
         self.cgroups_path = ""
         self.uid = self.gid = 0
         self._exec_seq = 0
-        self.stopping = False
-        self._log_failed = False
+        self.gone = False
+        self.log_fd = -1               # the debug log's fd, closed with the shim
+        self._log_dropped = 0   # bytes of output the log had no room for since the last write that worked
+
+    def path(self, name: str) -> str:
+        return os.path.join(self.o.state_dir, name)
+
+    def sock_path(self, name: str) -> str:
+        """A name in the state dir as a unix socket address (short enough for sun_path)."""
+        path = self.path(name)
+        return path if len(path.encode()) < 100 else f"/proc/{os.getpid()}/fd/{self.dirfd}/{name}"
 
     # ------------------------------------------------------------------------------------ start-up
     def read_bundle(self) -> None:
@@ -109,6 +126,7 @@ class Shim:
                                                                           self.o.stdin, "console.sock")
         self.init.pid = _read_pid(pid_file)
         self.pids[self.init.pid] = self.init
+        self.host.claim(self.init.pid, self)
         if self.init.master >= 0 and self.o.console_size:
             set_winsize(self.init.master, *self.o.console_size)
         return self.init.pid
@@ -122,8 +140,8 @@ class Shim:
         console = None
         try:
             if tty:
-                console = console_listener(self.o.state_dir, console_name)
-                master = self.rt.spawn([*args[:1], "--console-socket", self._console_path(console_name),
+                console = console_listener(self.path(console_name), self.sock_path(console_name))
+                master = self.rt.spawn([*args[:1], "--console-socket", self.sock_path(console_name),
                                         *args[1:], self.o.id],
                                        (null, null, null), console, None)
                 assert master is not None
@@ -162,85 +180,57 @@ class Shim:
                 with contextlib.suppress(OSError):
                     os.unlink(os.path.join(self.o.state_dir, console_name))
 
-    def _console_path(self, name: str) -> str:
-        """The socket path for the runtime (which runs in the bundle dir, so not relative): through
-        ``/proc/<us>/cwd`` when the real path would pass the 108-byte sun_path limit."""
-        path = os.path.join(self.o.state_dir, name)
-        return path if len(path.encode()) < 100 else f"/proc/{os.getpid()}/cwd/{name}"
-
     def listen(self) -> None:
         with contextlib.suppress(FileNotFoundError):
-            os.unlink(proto.SOCKET_FILE)
+            os.unlink(self.path(proto.SOCKET_FILE))
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
-        sock.bind(proto.SOCKET_FILE)  # relative: our cwd is the state dir (108-byte path limit)
-        os.chmod(proto.SOCKET_FILE, 0o600)
+        sock.bind(self.sock_path(proto.SOCKET_FILE))
+        os.chmod(self.path(proto.SOCKET_FILE), 0o600)
         sock.listen(64)
         sock.setblocking(False)
         self.listener = sock
         self.reactor.want_read(sock.fileno(), self._accept)
 
-    # ----------------------------------------------------------------------------------- main loop
-    def run(self) -> None:
-        rfd, wfd = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
-        signal.signal(signal.SIGCHLD, lambda *_: None)
-        signal.set_wakeup_fd(wfd, warn_on_full_buffer=False)
-        self.reactor.want_read(rfd, lambda: self._sigchld(rfd))
-        self._reap()
-        errors = 0
-        while not self.stopping:
-            timeout = None
-            if self.init.status is not None and not self.init.done:
-                timeout = max(0.0, self.init.reaped_at + DRAIN_GRACE - time.monotonic())
-                if timeout == 0.0:
-                    for src in self.init.sources:  # something outside the container holds the pipe
-                        src.drain_now()
-                        src.close()
-                    self._maybe_finish(self.init)
-                    continue
-            try:
-                self.reactor.run_once(timeout)
-                errors = 0
-            except Exception:  # a bug in one callback must not orphan the container
-                import traceback
-                self.debug_log("loop error:\n" + traceback.format_exc())
-                errors += 1
-                if errors > 100:
-                    raise
+    # ------------------------------------------------------------------------- driven by the host
+    def deadline(self) -> float | None:
+        """When the init's leftover output stops being waited for (monotonic), if it is pending."""
+        if self.init.status is not None and not self.init.done:
+            return self.init.reaped_at + DRAIN_GRACE
+        return None
 
-    def _sigchld(self, rfd: int) -> None:
-        with contextlib.suppress(OSError):
-            while os.read(rfd, 512):
-                pass
-        self._reap()
+    def tick(self, now: float) -> None:
+        deadline = self.deadline()
+        if deadline is not None and now >= deadline:
+            for src in self.init.sources:  # something outside the container holds the pipe
+                src.drain_now()
+                src.close()
+            self._maybe_finish(self.init)
 
-    def _reap(self) -> None:
-        while True:
-            try:
-                pid, status = os.waitpid(-1, os.WNOHANG)
-            except ChildProcessError:
-                return
-            if pid == 0:
-                return
-            proc = self.pids.pop(pid, None)
-            if proc is None:
-                continue  # a runtime helper re-parented to us
-            code = os.waitstatus_to_exitcode(status)
-            proc.status = 128 - code if code < 0 else code
-            proc.reaped_at = time.monotonic()
-            if proc is self.init:
-                self.exit_record = {"exit_code": proc.status, "exited_at": format_time(time.time_ns()),
-                                    "oom_killed": oom_killed(self.cgroups_path, self.o.id)}
-            self._maybe_finish(proc)
+    def reaped(self, pid: int, status: int) -> None:
+        proc = self.pids.pop(pid, None)
+        if proc is None:
+            return
+        code = os.waitstatus_to_exitcode(status)
+        proc.status = 128 - code if code < 0 else code
+        proc.reaped_at = time.monotonic()
+        if proc is self.init:
+            self.exit_record = {"exit_code": proc.status, "exited_at": format_time(time.time_ns()),
+                                "oom_killed": oom_killed(self.cgroups_path, self.o.id)}
+        self._maybe_finish(proc)
 
     # ----------------------------------------------------------------------------------- output
     def _init_data(self, src: Source, data: bytes) -> None:
         assert self.logw is not None
         try:
             self.logw.write(_STREAM_NAMES[src.stream], data)
-        except OSError as exc:  # a full disk must not stop the container or its attach streams
-            if not self._log_failed:
-                self.debug_log(f"writing {self.o.log_path} failed: {exc}")
-            self._log_failed = True
+        except OSError as exc:  # a full disk must not stop the container or its attach streams:
+            if not self._log_dropped:   # keep draining, drop what cannot be written, say so once
+                self.debug_log(f"writing {self.o.log_path} failed: {exc}; dropping output until it can be written")
+            self._log_dropped += len(data)
+        else:
+            if self._log_dropped:
+                self.debug_log(f"writing {self.o.log_path} again; {self._log_dropped} bytes of output were dropped")
+                self._log_dropped = 0
         self._fan_out(self.init, src.stream, data)
 
     def _exec_data(self, proc: Proc) -> Any:
@@ -285,7 +275,7 @@ class Shim:
                     self.logw.flush()
                 except OSError as exc:
                     self.debug_log(f"writing {self.o.log_path} failed: {exc}")
-            _write_atomic(proto.EXIT_FILE, self.exit_record)
+            _write_atomic(self.path(proto.EXIT_FILE), self.exit_record)
             self.status = "stopped"
             for conn in list(self.waiters):
                 conn.send(proto.encode({"ok": True, **self.exit_record}))
@@ -301,7 +291,7 @@ class Shim:
                     del self.execs[exec_id]
                     for suffix in (".json", ".pid"):
                         with contextlib.suppress(OSError):
-                            os.unlink(f"exec-{exec_id}{suffix}")
+                            os.unlink(self.path(f"exec-{exec_id}{suffix}"))
         for conn in list(proc.conns):  # finish() may close and unlist a connection
             conn.on_drained = None
             conn.finish()
@@ -414,8 +404,8 @@ class Shim:
         res = req.get("resources")
         if not isinstance(res, dict):
             raise InvalidArgument("update needs a resources object")
-        _write_atomic("update.json", res)
-        self.rt.run("update", "--resources", os.path.join(self.o.state_dir, "update.json"), self.o.id)
+        _write_atomic(self.path("update.json"), res)
+        self.rt.run("update", "--resources", self.path("update.json"), self.o.id)
         return {"ok": True}
 
     def op_wait(self, conn: Conn, req: dict[str, Any]) -> dict[str, Any] | None:
@@ -456,8 +446,8 @@ class Shim:
             raise InvalidArgument("exec needs an OCI process object")
         tty, stdin = bool(req.get("tty")), bool(req.get("stdin"))
         process = {**process, "terminal": tty}
-        spec_file = os.path.join(self.o.state_dir, f"exec-{exec_id}.json")
-        pid_file = os.path.join(self.o.state_dir, f"exec-{exec_id}.pid")
+        spec_file = self.path(f"exec-{exec_id}.json")
+        pid_file = self.path(f"exec-{exec_id}.pid")
         _write_atomic(spec_file, process)
         proc = Proc()
         self._exec_seq += 1
@@ -475,9 +465,10 @@ class Shim:
             set_winsize(proc.master, int(size.get("height", 0)), int(size.get("width", 0)))
         self.execs[exec_id] = proc
         self.pids[proc.pid] = proc
+        self.host.claim(proc.pid, self)
         conn.send(proto.encode({"ok": True, "pid": proc.pid}))
         self._stream(conn, proc, stdin, True, True, tty)
-        self._reap()  # it may already be gone
+        self.host.reap()  # it may already be gone
 
     def op_delete(self, conn: Conn, req: dict[str, Any]) -> None:
         try:
@@ -486,15 +477,47 @@ class Shim:
             if "not exist" not in str(exc):
                 raise
         if self.logw is not None:
-            self.logw.close()
+            with contextlib.suppress(OSError):   # a last partial line on a full disk
+                self.logw.close()
         import shutil
         shutil.rmtree(self.o.state_dir, ignore_errors=True)
-        # answer synchronously: we exit right after
+        # answer synchronously: the shim is gone right after (and the process too, if it was its last)
         with contextlib.suppress(OSError):
             conn.sock.setblocking(True)
             conn.sock.sendall(bytes(conn.wbuf) + proto.encode({"ok": True}))
         conn.wbuf.clear()
-        self.stopping = True
+        self.close()
+
+    def close(self) -> None:
+        """Let go of everything this shim holds in the host: connections, listener, fds."""
+        if self.gone:
+            return
+        self.gone = True
+        for conn in list(self.conns):
+            with contextlib.suppress(OSError):
+                self.reactor.forget(conn.fd)
+                conn.sock.close()
+        self.conns.clear()
+        if self.listener is not None:
+            self.reactor.forget(self.listener.fileno())
+            self.listener.close()
+            self.listener = None
+        for proc in [self.init, *self.execs.values()]:
+            for src in proc.sources:
+                with contextlib.suppress(OSError):
+                    src.close()
+            if proc.sink is not None:
+                proc.sink.abort()
+            if proc.master >= 0:
+                with contextlib.suppress(OSError):
+                    os.close(proc.master)
+                proc.master = -1
+        for fd in (self.dirfd, self.log_fd):
+            if fd >= 0:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+        self.dirfd = self.log_fd = -1
+        self.host.release(self)
 
 
 def _read_pid(path: str) -> int:

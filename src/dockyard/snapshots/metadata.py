@@ -12,11 +12,11 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from dockyard.errors import Internal
+from dockyard.errors import Internal, no_space
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS snapshots (
@@ -52,6 +52,7 @@ class Row:
 
 class MetaStore:
     def __init__(self, path: Path) -> None:
+        self.path = path
         try:
             self.conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False,
                                         timeout=10.0)
@@ -78,11 +79,16 @@ class MetaStore:
                 self.conn.execute("BEGIN IMMEDIATE")
                 try:
                     yield self.conn
+                    self.conn.execute("COMMIT")
                 except BaseException:
-                    self.conn.execute("ROLLBACK")
+                    # a failed COMMIT too: on a full disk SQLite may leave the transaction open
+                    if self.conn.in_transaction:
+                        with suppress(sqlite3.Error):
+                            self.conn.execute("ROLLBACK")
                     raise
-                self.conn.execute("COMMIT")
             except sqlite3.Error as exc:
+                if getattr(exc, "sqlite_errorcode", 0) & 0xFF == 13:   # SQLITE_FULL
+                    raise no_space(f"cannot write {self.path}") from exc
                 raise Internal(f"snapshot metadata: {exc}") from exc
 
     @staticmethod

@@ -19,7 +19,15 @@ import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from dockyard.errors import AlreadyExists, FailedPrecondition, Internal, InvalidArgument, NotFound
+from dockyard.errors import (
+    AlreadyExists,
+    FailedPrecondition,
+    Internal,
+    InvalidArgument,
+    NotFound,
+    is_no_space,
+    no_space,
+)
 from dockyard.mount import Mount
 from dockyard.snapshots.metadata import MetaStore, Row, SnapshotInfo
 
@@ -105,6 +113,8 @@ class Snapshotter:
             (tmp / "work").mkdir(mode=0o700)
         except OSError as exc:
             shutil.rmtree(tmp, ignore_errors=True)
+            if is_no_space(exc):
+                raise no_space(f"cannot create snapshot {key}", exc) from exc
             raise Internal(f"cannot create snapshot {key}: {exc.strerror}") from exc
         placed: Path | None = None  # set once tmp is renamed into place, until the row is committed
         try:

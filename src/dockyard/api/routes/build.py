@@ -19,11 +19,21 @@ from typing import Any
 
 from aiohttp import web
 
-from dockyard.api.routes.common import Routes, call, engine, json_response, qbool, qfilters, qstr, tmp_dir
+from dockyard.api.routes.common import (
+    Routes,
+    body_no_space,
+    call,
+    engine,
+    json_response,
+    qbool,
+    qfilters,
+    qstr,
+    tmp_dir,
+)
 from dockyard.api.streams import stream_progress
 from dockyard.build.context import StreamIndexer
 from dockyard.build.options import BuildFailed, BuildOptions
-from dockyard.errors import InvalidArgument
+from dockyard.errors import InvalidArgument, is_no_space
 from dockyard.images.util import short_id
 from dockyard.oci import reference
 
@@ -44,19 +54,27 @@ class EmitProgress:
 async def _spool_indexed(request: web.Request) -> tuple[Path, Any]:
     """The context body on disk, indexed while it arrives when it is a plain tar (see
     ``StreamIndexer``): the index is ready about when the last byte is."""
-    fd, name = tempfile.mkstemp(prefix="build-", suffix=".tar", dir=tmp_dir(request))
-    indexer = StreamIndexer(Path(name), tmp_dir(request))
+    tmp = tmp_dir(request)
+    try:
+        fd, name = tempfile.mkstemp(prefix="build-", suffix=".tar", dir=tmp)
+    except OSError as exc:
+        if is_no_space(exc):
+            raise await body_no_space(request, tmp, exc) from exc
+        raise
+    indexer = StreamIndexer(Path(name), tmp)
     try:
         with os.fdopen(fd, "wb") as out:
             while chunk := await request.content.read(1 << 20):
                 out.write(chunk)
                 indexer.feed(chunk)
         return Path(name), await asyncio.to_thread(indexer.result)
-    except BaseException:
+    except BaseException as exc:
         tree = await asyncio.to_thread(indexer.result)
         if tree is not None:
             tree.close()
         Path(name).unlink(missing_ok=True)
+        if is_no_space(exc):
+            raise await body_no_space(request, tmp, exc) from exc
         raise
 
 

@@ -14,7 +14,7 @@ from typing import Any
 from aiohttp import web
 
 from dockyard.api.validate import decode_json_object
-from dockyard.errors import InvalidArgument
+from dockyard.errors import InvalidArgument, NoSpace, is_no_space, no_space
 
 ENGINE: web.AppKey[Any] = web.AppKey("engine", object)
 DATA_ROOT: web.AppKey[Path] = web.AppKey("data_root", Path)
@@ -127,15 +127,31 @@ def tmp_dir(request: web.Request) -> Path:
 async def spool_body(request: web.Request, prefix: str) -> Path:
     """Copy the request body to a private file under ``<data-root>/tmp`` (bodies can be GBs); the
     caller removes it."""
-    fd, name = tempfile.mkstemp(prefix=prefix, suffix=".tar", dir=tmp_dir(request))
+    tmp = tmp_dir(request)
+    try:
+        fd, name = tempfile.mkstemp(prefix=prefix, suffix=".tar", dir=tmp)
+    except OSError as exc:
+        if is_no_space(exc):
+            raise await body_no_space(request, tmp, exc) from exc
+        raise
     try:
         with os.fdopen(fd, "wb") as out:
             while chunk := await request.content.read(_CHUNK):
                 out.write(chunk)
-    except BaseException:
+    except BaseException as exc:
         os.unlink(name)
+        if is_no_space(exc):
+            raise await body_no_space(request, tmp, exc) from exc
         raise
     return Path(name)
+
+
+async def body_no_space(request: web.Request, tmp: Path, exc: BaseException) -> NoSpace:
+    """The error for a request body that did not fit on disk. The rest of the body is read and
+    dropped first, so the client (which is still sending) gets the answer, not a broken pipe."""
+    while await request.content.read(_CHUNK):
+        pass
+    return no_space(f"cannot store the request body in {tmp}", exc if isinstance(exc, OSError) else None)
 
 
 async def send_stream(request: web.Request, chunks: AsyncGenerator[Any, None], headers: dict[str, str],

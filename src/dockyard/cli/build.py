@@ -43,8 +43,10 @@ class StepTimer:
     """Prints the stream; adds each step's duration; on a terminal a live clock for the running step."""
 
     def __init__(self, out: TextIO, live: bool) -> None:
+        from dockyard.cli.progress import color_enabled
         self.out = out
         self.live = live
+        self.dim = color_enabled(out)  # the live line is dimmed unless NO_COLOR / TERM=dumb
         self.step: str | None = None
         self.started = time.monotonic()
         self.step_started = self.started
@@ -61,7 +63,8 @@ class StepTimer:
 
     def _draw(self) -> None:
         if self.live and self.step:
-            self.out.write(f"\x1b[2m[{time.monotonic() - self.step_started:5.1f}s] {self.step}\x1b[0m")
+            text = f"[{time.monotonic() - self.step_started:5.1f}s] {self.step}"
+            self.out.write(f"\x1b[2m{text}\x1b[0m" if self.dim else text)
             self.footer = True
         self.out.flush()
 

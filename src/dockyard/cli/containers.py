@@ -10,8 +10,6 @@ from typing import Any
 
 from dockyard import errors
 from dockyard.cli import formatting as fmt
-from dockyard.cli.netopts import localhost_dns_warning
-from dockyard.cli.runopts import create_body
 from dockyard.client.api import Client
 from dockyard.client.transport import DaemonUnreachable
 
@@ -38,16 +36,20 @@ def parse_filters(items: list[str]) -> dict[str, list[str]]:
 
 
 def _start_exit_code(message: str) -> int:
-    low = message.lower()
-    if "executable file not found" in low or "no such file or directory" in low or "not found" in low:
+    """docker's status for a container that could not start: 127 the command is not there, 126 it
+    cannot be run (EACCES, EISDIR), 125 anything else."""
+    if ("executable file not found" in message or "no such file or directory" in message
+            or "system cannot find the file specified" in message):
         return 127
-    if "permission denied" in low:
+    if "permission denied" in message or "is a directory" in message:
         return 126
     return 125
 
 
 def create_or_run(c: Client, a: argparse.Namespace, run: bool) -> int:
     from dockyard.cli.interactive import attach_and_pump, terminal_size
+    from dockyard.cli.netopts import localhost_dns_warning  # here: off `ps`'s path
+    from dockyard.cli.runopts import create_body
     detach = getattr(a, "detach", False) if run else True
     tty_size = terminal_size() if a.tty else None
     body = create_body(a, a.image, a.command, tty_size)
@@ -66,7 +68,8 @@ def create_or_run(c: Client, a: argparse.Namespace, run: bool) -> int:
         except errors.NotFound as exc:
             if policy != "missing" or "No such image" not in str(exc):
                 raise
-            _err(f"Unable to find image '{a.image}' locally")  # as docker: pull, then create again
+            if not getattr(a, "quiet", False):
+                _err(f"Unable to find image '{a.image}' locally")  # as docker: pull, then create again
             _pull(c, a.image, a)
             created = c.create_container(body, a.name)
     except errors.DockyardError as exc:
@@ -116,11 +119,12 @@ def create_or_run(c: Client, a: argparse.Namespace, run: bool) -> int:
 
 
 def _pull(c: Client, image: str, a: argparse.Namespace) -> None:
-    """Pull with the progress on stderr (stdout is the container's)."""
+    """Pull with the progress on stderr (stdout is the container's): redrawn in place when stderr
+    is a terminal, plain lines otherwise, nothing with ``-q``."""
     from dockyard.cli.distribution import show_progress
     from dockyard.client import auth
     show_progress(c.pull(image, getattr(a, "platform", None), auth.header_for(auth.server_of(image))),
-                  sys.stderr, bars=False)
+                  sys.stderr, quiet=bool(getattr(a, "quiet", False)))
 
 
 def cmd_start(c: Client, a: argparse.Namespace) -> int:

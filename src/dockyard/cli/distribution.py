@@ -34,29 +34,41 @@ class _Board:
         self.out.flush()
 
 
-def show_progress(resp: Any, out: TextIO | None = None, *, bars: bool = True) -> dict[str, Any]:
-    """Show the JSON progress stream on ``out`` (stdout by default): bars on a terminal when
-    ``bars``, plain lines otherwise; returns aux."""
+def show_progress(resp: Any, out: TextIO | None = None, *, bars: bool = True, quiet: bool = False
+                  ) -> dict[str, Any]:
+    """Show the JSON progress stream on ``out`` (stdout by default) and return its aux.
+
+    On a terminal (and with ``bars``) each layer keeps one line, redrawn in place; anywhere else
+    every message prints once as a plain line and the ones that only move a progress bar
+    (Downloading, Pushing, Extracting) are left out, as docker does. ``quiet`` shows nothing."""
     out = out or sys.stdout
     aux: dict[str, Any] = {}
-    board = _Board(out) if bars and out.isatty() else None
+    board = _Board(out) if bars and not quiet and out.isatty() else None
     for msg in resp.iter_json():
         if msg.get("errorDetail") or msg.get("error"):
             raise errors.Internal(str(msg.get("error") or msg["errorDetail"].get("message")))
         if isinstance(msg.get("aux"), dict):
             aux.update(msg["aux"])
         status = msg.get("status")
-        if not status:
+        if not status or quiet:
             continue
         ident = msg.get("id")
         if board is not None and ident:
             board.line(ident, f"{status} {msg.get('progress') or ''}".rstrip())
         elif board is not None:
             board.plain(status)
-        elif status not in ("Downloading", "Pushing", "Extracting"):
+        elif not msg.get("progress") and status not in ("Downloading", "Pushing", "Extracting"):
             out.write(f"{ident}: {status}\n" if ident else f"{status}\n")
             out.flush()
     return aux
+
+
+def _default_tag_note(text: str, quiet: bool) -> None:
+    """docker's "Using default tag" line for a bare repository name."""
+    from dockyard.oci import reference
+    ref = reference.parse(text, default_tag=False)
+    if not quiet and not ref.tag and not ref.digest:
+        print("Using default tag: latest", flush=True)
 
 
 def cmd_pull(c: Client, a: argparse.Namespace) -> int:
@@ -64,9 +76,9 @@ def cmd_pull(c: Client, a: argparse.Namespace) -> int:
     ref = reference.parse(a.image)
     if a.all_tags:
         raise errors.InvalidArgument("--all-tags is not supported yet")
-    show_progress(c.pull(a.image, a.platform, auth.header_for(auth.server_of(a.image))))
-    if not a.quiet:
-        print(str(ref if ref.digest else ref.tagged_or_default()))
+    _default_tag_note(a.image, a.quiet)
+    show_progress(c.pull(a.image, a.platform, auth.header_for(auth.server_of(a.image))), quiet=a.quiet)
+    print(str(ref if ref.digest else ref.tagged_or_default()))  # as docker: with -q too
     return 0
 
 
@@ -74,7 +86,10 @@ def cmd_push(c: Client, a: argparse.Namespace) -> int:
     from dockyard.oci import reference
     ref = reference.parse(a.image, default_tag=False)
     name = ref.familiar_name if ref.domain == "docker.io" else f"{ref.domain}/{ref.path}"
-    show_progress(c.push(name, ref.tag or "latest", auth.header_for(auth.server_of(a.image))))
+    _default_tag_note(a.image, a.quiet)
+    show_progress(c.push(name, ref.tag or "latest", auth.header_for(auth.server_of(a.image))), quiet=a.quiet)
+    if a.quiet:  # docker prints the pushed reference in place of the progress
+        print(str(reference.parse(a.image)))
     return 0
 
 
@@ -129,17 +144,17 @@ def add_search(p: argparse.ArgumentParser) -> None:
 
 
 def add_pull(p: argparse.ArgumentParser) -> None:
-    p.add_argument("-a", "--all-tags", action="store_true")
-    p.add_argument("-q", "--quiet", action="store_true")
-    p.add_argument("--platform")
-    p.add_argument("image")
+    p.add_argument("-a", "--all-tags", action="store_true", help="Download all tagged images in the repository")
+    p.add_argument("-q", "--quiet", action="store_true", help="Suppress verbose output")
+    p.add_argument("--platform", help="Set platform if server is multi-platform capable")
+    p.add_argument("image", metavar="NAME[:TAG|@DIGEST]")
     p.set_defaults(fn=cmd_pull)
 
 
 def add_push(p: argparse.ArgumentParser) -> None:
-    p.add_argument("-a", "--all-tags", action="store_true")
-    p.add_argument("-q", "--quiet", action="store_true")
-    p.add_argument("image")
+    p.add_argument("-a", "--all-tags", action="store_true", help="Push all tags of an image to the repository")
+    p.add_argument("-q", "--quiet", action="store_true", help="Suppress verbose output")
+    p.add_argument("image", metavar="NAME[:TAG]")
     p.set_defaults(fn=cmd_push)
 
 

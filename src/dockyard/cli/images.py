@@ -184,19 +184,40 @@ def _print_json_stream(resp: Any) -> None:
 def cmd_load(c: Client, a: argparse.Namespace) -> int:
     if a.input:
         with open(a.input, "rb") as f:
-            _print_json_stream(c.load(f, a.quiet))
+            _print_json_stream(_load(c, f, a.quiet))
         return 0
     if os.isatty(0):
         raise errors.InvalidArgument("requested load from stdin, but stdin is empty")
-    _print_json_stream(c.load(sys.stdin.buffer, a.quiet))
+    _print_json_stream(_load(c, sys.stdin.buffer, a.quiet))
     return 0
+
+
+def _load(c: Client, src: Any, quiet: bool) -> Any:
+    """Upload the archive; on a terminal (without ``-q``) a line shows how much has gone up."""
+    from dockyard.cli.progress import CountingReader, StatusLine, bar, size_of
+    status = StatusLine(sys.stdout, enabled=not quiet and sys.stdout.isatty())
+    if not status.enabled:
+        return c.load(src, quiet)
+    total = size_of(src)
+    reader = CountingReader(src, lambda n: status.show(f"Loading {bar(n, total)}", force=False))
+    try:
+        return c.load(reader, quiet)  # type: ignore[arg-type]  # read() is all the transport uses
+    finally:
+        status.clear()
 
 
 def cmd_save(c: Client, a: argparse.Namespace) -> int:
     if not a.output and os.isatty(1):
         raise errors.InvalidArgument(
             "cowardly refusing to save to a terminal. Use the -o flag or redirect")
-    fmt.write_archive(c.save(a.images), a.output)
+    from dockyard.cli.progress import CountingChunks, StatusLine, bar
+    status = StatusLine(sys.stderr)  # stdout may be the archive: the progress goes to a terminal on stderr
+    resp = c.save(a.images)
+    try:
+        fmt.write_archive(CountingChunks(resp, lambda n: status.show(f"Saving {bar(n, 0)}", force=False))
+                          if status.enabled else resp, a.output)
+    finally:
+        status.clear()
     return 0
 
 

@@ -9,6 +9,7 @@ from typing import Any
 
 from dockyard import errors
 from dockyard.cli.commit import COMMIT_CMDS
+from dockyard.cli.helptext import DockyardParser, unknown_command
 
 Handler = Callable[[Any, argparse.Namespace], int]
 
@@ -341,14 +342,19 @@ TOP_CMDS: dict[str, Callable[[argparse.ArgumentParser], None]] = {
     "pull": _dist("add_pull"), "push": _dist("add_push"), "login": _dist("add_login"),
     "logout": _dist("add_logout"), "search": _dist("add_search"),
     "version": _fmt_only("cmd_version"), "info": _fmt_only("cmd_info"), "events": _events,
-    "bootstrap": _bootstrap,
+    "bootstrap": _bootstrap, "context": _setup("context", "add_context_flags"),
+    "completion": _setup("completion", "add_completion_flags"),
 }
+HANDED_OVER = ("registry", "tls")  # parse their own arguments (see main)
 
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     """The parser; with ``only`` just that command's subparser is built (fast start)."""
-    parser = argparse.ArgumentParser(prog="dockyard", description="A Docker work-alike client.")
+    parser = DockyardParser(prog="dockyard")
+    parser.top_commands = (*TOP_CMDS, *GROUPS, *HANDED_OVER)  # `dockyard --help` lists them all
     parser.add_argument("-H", "--host", help="daemon socket: unix:///path or tcp://host:port")
+    parser.add_argument("-c", "--context", help="name of the context to use (overrides DOCKYARD_HOST, "
+                        "DOCKER_HOST, DOCKER_CONTEXT and 'dockyard context use')")
     parser.add_argument("-D", "--debug", action="store_true")
     parser.add_argument("--tls", action="store_true", help="use TLS; implied by --tlsverify")
     parser.add_argument("--tlsverify", action="store_true", help="use TLS and verify the daemon "
@@ -365,14 +371,16 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     if only is None:  # listed for --help; `dockyard registry ...` is handed over before parsing
         sub.add_parser("registry", help="run an OCI registry: registry serve|gc (see docs/registry.md)")
         sub.add_parser("tls", help="make a CA and daemon/client certificates: tls generate (see docs/security.md)")
-    for group, cmds in (("container", {**CONTAINER_CMDS, "ls": _ps, "inspect": _inspect("container"),
-                                       "prune": _cprune}), ("image", IMAGE_CMDS),
+    for group, cmds in (("container", {**CONTAINER_CMDS, "ls": _ps, "list": _ps, "ps": _ps, "remove": _rm,
+                                       "inspect": _inspect("container"), "prune": _cprune}),
+                        ("image", {**IMAGE_CMDS, "list": _images, "remove": _rmi}),
                         ("builder", BUILDER_CMDS), ("system", SYSTEM_CMDS), ("network", NETWORK_CMDS),
                         ("volume", VOLUME_CMDS)):
         if only is not None and only != group:
             continue
         gp = sub.add_parser(group)
-        gsub = gp.add_subparsers(dest="subcommand", metavar="COMMAND", required=True)
+        gp.set_defaults(help_parser=gp)  # `dockyard GROUP` alone prints the group's help
+        gsub = gp.add_subparsers(dest="subcommand", metavar="COMMAND")
         for name, setup in cmds.items():
             setup(gsub.add_parser(name, add_help=group != "container" or name not in ("run", "create")))
     return parser
@@ -387,12 +395,11 @@ def _command_index(argv: list[str]) -> int:
     return i
 
 
-_VALUE_FLAGS = frozenset(("-H", "--host", "--tlscacert", "--tlscert", "--tlskey"))
+_VALUE_FLAGS = frozenset(("-H", "--host", "-c", "--context", "--tlscacert", "--tlscert", "--tlskey"))
 
 
 def _split_interspersed(argv: list[str]) -> list[str]:
     """For run/create/exec stop option parsing at IMAGE/CONTAINER: put '--' before COMMAND."""
-    from dockyard.cli.runopts import split_interspersed
     cmd_idx = _command_index(argv)
     if cmd_idx >= len(argv):
         return argv
@@ -403,6 +410,7 @@ def _split_interspersed(argv: list[str]) -> list[str]:
         start += 1
     if name not in ("run", "create", "exec"):
         return argv
+    from dockyard.cli.runopts import split_interspersed  # here: `ps` need not import the run flags
     probe = argparse.ArgumentParser(add_help=False)
     if name == "exec":
         _exec(probe)
@@ -426,14 +434,21 @@ def main(argv: list[str] | None = None) -> int:
     args = _split_interspersed(args)
     idx = _command_index(args)
     first = args[idx] if idx < len(args) else None
-    parser = build_parser(first if first in TOP_CMDS or first in GROUPS else None)
-    a = parser.parse_args(args)
+    if first is not None and first not in TOP_CMDS and first not in GROUPS:
+        sys.stderr.write(unknown_command(first))
+        return 1
+    # only the invoked command's parser is built (none without a command: `--help` reads the table)
+    parser = build_parser(first or "")
+    try:
+        a = parser.parse_args(args)
+    except SystemExit as exc:  # --help (0) or a usage error (docker's 125 or 1, see helptext)
+        return exc.code if isinstance(exc.code, int) else 1
     if a.version:
         print("Dockyard version 0.1.0")
         return 0
     if not getattr(a, "fn", None):
-        parser.print_help()
-        return 0 if a.verb is None else 1
+        getattr(a, "help_parser", parser).print_help()
+        return 0
     # docker exits 125 when run/create itself fails (as opposed to the container's own status)
     verb = getattr(a, "subcommand", None) if a.verb == "container" else a.verb
     failed = 125 if verb in ("run", "create") else 1
@@ -442,7 +457,7 @@ def main(argv: list[str] | None = None) -> int:
         from dockyard.client.tls import resolve as resolve_tls
         from dockyard.client.transport import host_from_env
         tls = resolve_tls(a.tls, a.tlsverify, a.tlscacert, a.tlscert, a.tlskey)
-        client = Client(host_from_env(a.host, tls))
+        client = None if getattr(a, "local", False) else Client(host_from_env(a.host, tls, a.context))
         return int(a.fn(client, a))
     except errors.Unavailable as exc:
         from dockyard.client.transport import DaemonUnreachable

@@ -73,6 +73,7 @@ def add_run_flags(p: argparse.ArgumentParser, *, create: bool = False) -> None:
     p.add_argument("--rm", action="store_true")
     p.add_argument("--name")
     p.add_argument("--pull", default="missing")
+    p.add_argument("-q", "--quiet", action="store_true", help="Suppress the pull output")
     p.add_argument("--platform")
     p.add_argument("-e", "--env", action="append", default=[])
     p.add_argument("--env-file", action="append", default=[])

@@ -373,27 +373,38 @@ def cmd_prune(c: Client, a: argparse.Namespace) -> int:
         return 0
     filters = _sorted_filters(filters)
     total = 0
+    from dockyard.cli.progress import StatusLine
+    status = StatusLine(sys.stdout)  # on a terminal: what is being pruned right now
 
     def report(space: int, text: str) -> None:
         nonlocal total
         total += space
+        status.clear()
         if text:
             sys.stdout.write(text + "\n")
             sys.stdout.flush()
 
-    rep = c.prune_containers(filters)
-    deleted = rep.get("ContainersDeleted") or []
-    report(_int(rep.get("SpaceReclaimed")) if deleted else 0,
-           "Deleted Containers:\n" + "".join(f"{d}\n" for d in deleted) if deleted else "")
-    networks = c.prune_networks(filters).get("NetworksDeleted") or []
-    report(0, "Deleted Networks:\n" + "".join(f"{n}\n" for n in networks) if networks else "")
-    if a.volumes:
-        report(*prune_report(c.prune_volumes(filters)))
-    report(*image_prune_report(c.prune_images(_sorted_filters(
-        {**filters, "dangling": [*filters.get("dangling", []), "false" if a.all else "true"]}))))
-    rep = c.prune_build_cache(a.all, filters)
-    cache = rep.get("CachesDeleted") or []
-    report(_int(rep.get("SpaceReclaimed")),
-           "Deleted build cache objects:\n" + "".join(f"{b}\n" for b in cache) if cache else "")
+    try:
+        status.show("Deleting stopped containers…")
+        rep = c.prune_containers(filters)
+        deleted = rep.get("ContainersDeleted") or []
+        report(_int(rep.get("SpaceReclaimed")) if deleted else 0,
+               "Deleted Containers:\n" + "".join(f"{d}\n" for d in deleted) if deleted else "")
+        status.show("Deleting unused networks…")
+        networks = c.prune_networks(filters).get("NetworksDeleted") or []
+        report(0, "Deleted Networks:\n" + "".join(f"{n}\n" for n in networks) if networks else "")
+        if a.volumes:
+            status.show("Deleting unused volumes…")
+            report(*prune_report(c.prune_volumes(filters)))
+        status.show("Deleting unused images…")
+        report(*image_prune_report(c.prune_images(_sorted_filters(
+            {**filters, "dangling": [*filters.get("dangling", []), "false" if a.all else "true"]}))))
+        status.show("Deleting build cache…")
+        rep = c.prune_build_cache(a.all, filters)
+        cache = rep.get("CachesDeleted") or []
+        report(_int(rep.get("SpaceReclaimed")),
+               "Deleted build cache objects:\n" + "".join(f"{b}\n" for b in cache) if cache else "")
+    finally:
+        status.clear()
     sys.stdout.write(f"Total reclaimed space: {human_size(total)}\n")
     return 0

@@ -474,7 +474,32 @@ def _error_message(data: bytes, status: int) -> str:
     return text or f"daemon returned HTTP {status}"
 
 
-def host_from_env(flag: str | None, tls: TLSSettings | None = None) -> Host:
-    """``-H`` flag, else ``DOCKYARD_HOST``, else the default socket; ``tls`` applies to tcp hosts."""
-    host = parse_host(flag or os.environ.get("DOCKYARD_HOST") or DEFAULT_HOST)
+def host_from_env(flag: str | None, tls: TLSSettings | None = None, context: str | None = None) -> Host:
+    """The daemon to talk to, as docker picks it: the ``--context`` flag (refused with ``-H``), the
+    ``-H`` flag, ``DOCKYARD_HOST`` (or ``DOCKER_HOST``), ``DOCKER_CONTEXT``, the ``currentContext``
+    of ``$DOCKER_CONFIG/config.json``, else the default socket. ``tls`` (the flags and environment)
+    applies to tcp hosts not taken from a context; a context brings its own TLS files."""
+    if flag and context:
+        raise errors.InvalidArgument("conflicting options: cannot specify both --host and --context")
+    text = flag or ("" if context else os.environ.get("DOCKYARD_HOST") or os.environ.get("DOCKER_HOST"))
+    if not text:
+        name = context or os.environ.get("DOCKER_CONTEXT") or current_context()
+        if name and name != "default":
+            from dockyard.client.contexts import context_host  # only when a context is in use
+            return context_host(name)
+    host = parse_host(text or DEFAULT_HOST)
     return host._replace(tls=tls) if tls is not None and host.scheme == "tcp" else host
+
+
+def current_context() -> str:
+    """``currentContext`` of the docker CLI's config.json ("" when unset or unreadable; the
+    ``context`` commands report a broken file). Read here, not in ``contexts``, to keep the
+    common case free of imports."""
+    path = os.path.join(os.environ.get("DOCKER_CONFIG") or os.path.expanduser("~/.docker"), "config.json")
+    try:
+        with open(path, "rb") as f:
+            data = json.loads(f.read() or b"{}")
+    except (OSError, ValueError):
+        return ""
+    name = data.get("currentContext") if isinstance(data, dict) else None
+    return name if isinstance(name, str) else ""

@@ -6,7 +6,7 @@ from aiohttp import web
 
 from dockyard.api import models
 from dockyard.api.routes.common import Routes, body_json, call, engine, json_response, qint
-from dockyard.api.streams import MULTIPLEXED, RAW, hijack, parse_detach_keys, pump
+from dockyard.api.streams import MULTIPLEXED, RAW, frame, hijack, parse_detach_keys, pump
 from dockyard.errors import DockyardError
 
 
@@ -27,11 +27,13 @@ async def start(request: web.Request) -> web.StreamResponse:
         await call(engine(request).start_exec, exec_id, True)
         return web.Response(status=200)
     record = await call(engine(request).exec_inspect, exec_id)
-    conn = await hijack(request, RAW if (tty or record.config.tty) else MULTIPLEXED)
+    raw = tty or record.config.tty
+    conn = await hijack(request, RAW if raw else MULTIPLEXED)
     try:
         session = await call(engine(request).start_exec, exec_id, False)
     except DockyardError as exc:
-        await conn.write(f"{exc}\r\n".encode())
+        message = f"{exc}\r\n".encode()
+        await conn.write(message if raw else frame(1, message))  # on stdout, framed as dockerd does
         return conn.response
     if session is not None:
         # Docker applies the default detach keys to exec sessions too.

@@ -72,7 +72,7 @@ def lookpath(name: str, env: dict[str, str], cwd: str = "/") -> str:
     relative path ("./run.sh") is relative to the process's cwd, where it will be exec'd from."""
     if "/" in name:
         full = os.path.join(cwd or "/", name)
-        if not os.access(full, os.X_OK):
+        if not os.access(full, os.X_OK) or os.path.isdir(full):  # a directory: EACCES, as Go's LookPath
             raise ProcessError(f'exec: "{name}": stat {name}: no such file or directory'
                                if not os.path.exists(full) else f'exec: "{name}": permission denied')
         return name

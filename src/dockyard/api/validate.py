@@ -7,15 +7,25 @@ from typing import Any
 
 from dockyard.errors import InvalidArgument
 
+INT64_MIN, INT64_MAX = -(1 << 63), (1 << 63) - 1
+
+
+def loads(text: str | bytes, what: str) -> Any:
+    """``json.loads`` whose every failure on bad input is an InvalidArgument naming ``what``: a
+    syntax error, bytes that are not UTF-8, a number too long to convert, nesting too deep."""
+    try:
+        return json.loads(text)
+    except RecursionError as exc:
+        raise InvalidArgument(f"invalid JSON in {what}: nested too deeply") from exc
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, int digit limit
+        raise InvalidArgument(f"invalid JSON in {what}: {exc}") from exc
+
 
 def decode_json_object(body: bytes, what: str) -> dict[str, Any]:
     """Decode a request body that must be a JSON object (empty body = {})."""
     if not body.strip():
         return {}
-    try:
-        data = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InvalidArgument(f"invalid JSON in {what}: {exc}") from exc
+    data = loads(body, what)
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -76,6 +86,8 @@ class Fields:
             if not value.is_integer():
                 raise self._bad(key, "an integer")
             value = int(value)
+        if not INT64_MIN <= value <= INT64_MAX:  # Go's int64: json.Unmarshal refuses the number
+            raise InvalidArgument(f"invalid {self.prefix}.{key}: {value} is out of range for an int64")
         return value
 
     def opt_int(self, key: str) -> int | None:

@@ -284,6 +284,6 @@ def _os_errors(ref: str, path: str) -> Iterator[None]:
         raise NotFound(f"Could not find the file {path} in container {ref}") from exc
     except OSError as exc:
         why = (exc.strerror or str(exc)).lower()  # Go's lower-case errno texts
-        if exc.errno in (errno.ENOTDIR, errno.ELOOP):
+        if exc.errno in (errno.ENOTDIR, errno.ELOOP, errno.ENAMETOOLONG):
             raise InvalidArgument(f"lstat {path}: {why}") from exc
         raise Internal(f"{path}: {why}") from exc

@@ -78,6 +78,8 @@ def validate_resources(res: Resources, ncpu: int) -> list[str]:
     warnings: list[str] = []
     if res.memory and res.memory < MIN_MEMORY:
         raise InvalidArgument("Minimum memory limit allowed is 6MB")
+    if res.memory_reservation and res.memory_reservation < MIN_MEMORY:
+        raise InvalidArgument("Minimum memory reservation allowed is 6MB")
     if res.memory_swap > 0 and res.memory == 0:
         raise InvalidArgument(
             "You should always set the Memory limit when using Memoryswap limit, see usage")

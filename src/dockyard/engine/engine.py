@@ -353,11 +353,11 @@ class Engine(ImageFacade):
                                restart_policy: RestartPolicy | None) -> list[str]:
         rec = self.store.get(ref)
         warnings: list[str] = []
-        if restart_policy is not None:
-            if rec.host_config.auto_remove and restart_policy.name not in ("", "no"):
-                raise Conflict(f"Cannot update container {rec.id}: Restart policy cannot be updated because "
-                               "AutoRemove is enabled for the container")
-            rec.host_config.restart_policy = restart_policy
+        # everything is checked before anything changes: a rejected update leaves the record as it was
+        if restart_policy is not None and rec.host_config.auto_remove and restart_policy.name not in ("", "no"):
+            raise Conflict(f"Cannot update container {rec.id}: Restart policy cannot be updated because "
+                           "AutoRemove is enabled for the container")
+        merged = None
         if resources is not None:
             merged = _merge_resources(rec.host_config.resources, resources)
             warnings += validate_resources(merged, ncpu())
@@ -366,6 +366,9 @@ class Engine(ImageFacade):
                 res = linux_resources(merged)
                 res.pop("devices", None)
                 await run.shim.update(resources=res)
+        if restart_policy is not None:
+            rec.host_config.restart_policy = restart_policy
+        if merged is not None:
             rec.host_config.resources = merged
         self.store.save(rec)
         self.containers.emit(rec, "update")

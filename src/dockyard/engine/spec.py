@@ -34,8 +34,8 @@ DEFAULT_SHM = 64 * 1024 * 1024
 def parse_signal(name: str) -> int:
     """``SIGTERM``, ``TERM``, ``15`` → 15; InvalidArgument otherwise."""
     value = name.strip().upper()
-    if value.isdigit():
-        num = int(value)
+    if value.isdigit():  # str.isdigit holds for "²" and "9"*5000 too: check before int()
+        num = int(value) if value.isascii() and len(value) <= 3 else 0
         if 0 < num < 65:
             return num
     else:
@@ -43,9 +43,11 @@ def parse_signal(name: str) -> int:
             value = "SIG" + value
         if value.startswith("SIGRTMIN+") or value.startswith("SIGRTMAX-"):
             base, _, off = value[3:].partition("+" if "+" in value else "-")
-            if off.isdigit():
+            if off.isascii() and off.isdigit() and len(off) <= 3:
                 n = int(off)
-                return int(_signal.SIGRTMIN) + n if base == "RTMIN" else int(_signal.SIGRTMAX) - n
+                num = int(_signal.SIGRTMIN) + n if base == "RTMIN" else int(_signal.SIGRTMAX) - n
+                if _signal.SIGRTMIN <= num <= _signal.SIGRTMAX:
+                    return num
         sig = getattr(_signal.Signals, value, None)
         if isinstance(sig, _signal.Signals):
             return int(sig)

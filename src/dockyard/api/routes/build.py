@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import os
 import tempfile
 from collections.abc import Callable
@@ -31,6 +30,7 @@ from dockyard.api.routes.common import (
     tmp_dir,
 )
 from dockyard.api.streams import stream_progress
+from dockyard.api.validate import loads
 from dockyard.build.context import StreamIndexer
 from dockyard.build.options import BuildFailed, BuildOptions
 from dockyard.errors import InvalidArgument, is_no_space
@@ -82,10 +82,7 @@ def _json_param(request: web.Request, name: str, kind: type) -> Any:
     raw = qstr(request, name)
     if not raw:
         return kind()
-    try:
-        value = json.loads(raw)
-    except ValueError as exc:
-        raise InvalidArgument(f"invalid {name} parameter: {exc}") from exc
+    value = loads(raw, f"{name} parameter")
     if not isinstance(value, kind):
         raise InvalidArgument(f"invalid {name} parameter: expected a JSON {kind.__name__}")
     return value

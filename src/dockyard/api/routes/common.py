@@ -13,7 +13,7 @@ from typing import Any
 
 from aiohttp import web
 
-from dockyard.api.validate import decode_json_object
+from dockyard.api.validate import INT64_MAX, INT64_MIN, decode_json_object, loads
 from dockyard.errors import InvalidArgument, NoSpace, is_no_space, no_space
 
 ENGINE: web.AppKey[Any] = web.AppKey("engine", object)
@@ -73,9 +73,12 @@ def qint(request: web.Request, name: str, default: int) -> int:
     if value == "":
         return default
     try:
-        return int(value)
+        number = int(value)
     except ValueError as exc:
         raise InvalidArgument(f"invalid value for {name}: {value!r} is not an integer") from exc
+    if not INT64_MIN <= number <= INT64_MAX:  # Go's strconv.ParseInt refuses it
+        raise InvalidArgument(f"invalid value for {name}: {value!r} is out of range")
+    return number
 
 
 def qopt_int(request: web.Request, name: str) -> int | None:
@@ -87,10 +90,7 @@ def qfilters(request: web.Request) -> dict[str, list[str]]:
     raw = request.query.get("filters", "")
     if not raw:
         return {}
-    try:
-        data = json.loads(raw)
-    except json.JSONDecodeError as exc:
-        raise InvalidArgument(f"invalid filters: {exc}") from exc
+    data = loads(raw, "filters")
     if not isinstance(data, dict):
         raise InvalidArgument("invalid filters: expected a JSON object")
     out: dict[str, list[str]] = {}

@@ -6,8 +6,9 @@ BIN := $(VENV)/bin
 SOCK ?= /run/dockyard/dockyard.sock
 APT_PACKAGES := busybox-static runc tini python3-venv iproute2 ca-certificates procps nftables
 # only the tests need these: the CNCF distribution registry and skopeo, run on loopback by the
-# tests, and the Python docker-compose (1.29) that drives dockyardd in tests/compat
-TEST_APT_PACKAGES := docker-registry skopeo docker-compose
+# tests, the Python docker-compose (1.29) that drives dockyardd in tests/compat, and zsh (the
+# completion script is run in it)
+TEST_APT_PACKAGES := docker-registry skopeo docker-compose zsh
 
 .PHONY: install install-service test-deps run test lint bench daemon stop-daemon clean
 
@@ -83,8 +84,11 @@ lint: install
 	$(BIN)/ruff check src tests bench
 	$(BIN)/mypy
 
+# Every case of issue 9 side by side with Docker and Podman when installed (it installs neither):
+# bench/results/summary.md + summary.png. BENCH_FLAGS=--quick checks the harness in ~3 minutes.
 bench: install
-	$(BIN)/python bench/run_bench.py
+	$(BIN)/pip install -q -e '.[bench]'
+	$(BIN)/python bench/bench_all.py $(BENCH_FLAGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info

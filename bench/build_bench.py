@@ -20,15 +20,13 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent))
-sys.path.insert(0, str(HERE.parent / "src"))
 sys.path.insert(0, str(HERE))
 
-from run_bench import BIN, PrivateDockerd, run, summarize, timed  # noqa: E402
+from common import BIN, PrivateDockerd, client_env, interleave, run, summarize  # noqa: E402
 from tests.conftest import LiveDaemon, start_daemon, stop_daemon  # noqa: E402
 
 from dockyard.client.busybox import build_archive  # noqa: E402
@@ -58,6 +56,36 @@ def make_context(base: Path) -> Path:
     return ctx
 
 
+def build_cases(ctx: Path, dockyard_host: str, docker_config: Path,
+                dockerd_env: Mapping[str, str] | None) -> dict[str, Callable[[], object]]:
+    """Cold (``--no-cache``) and cached builds of ``ctx``: dockyard's CLI, the stock docker CLI's
+    classic builder against dockyardd, and — with ``dockerd_env`` — Docker's BuildKit and classic
+    builder (Debian's docker 20.10 CLI, which has BuildKit built in)."""
+    # --network none everywhere: the private dockerd runs without its bridge (and RUN needs none)
+    dy = [str(BIN / "dockyard"), "-H", dockyard_host, "build", "-q", "--network", "none", "-t", "bench-build"]
+    cases: dict[str, Callable[[], object]] = {
+        "dockyard build (cold)": lambda: run([*dy, "--no-cache", str(ctx)]),
+        "dockyard build (cached)": lambda: run([*dy, str(ctx)]),
+    }
+    if shutil.which("docker"):  # the same Go client as Docker's cases, talking to dockyardd
+        denv = client_env(dockyard_host, docker_config, DOCKER_BUILDKIT="0")
+        dk = ["docker", "build", "-q", "--network", "none", "-t", "bench-build"]
+        cases["docker CLI → dockyardd (cached)"] = lambda: run([*dk, str(ctx)], env=denv)
+    if dockerd_env is not None and Path("/usr/bin/docker").exists():
+        bk = {**dockerd_env, "DOCKER_BUILDKIT": "1"}
+        classic = {**dockerd_env, "DOCKER_BUILDKIT": "0"}
+        d = ["/usr/bin/docker", "build", "-q", "--network", "none", "-t", "bench-build"]
+        cases["docker BuildKit (cold)"] = lambda: run([*d, "--no-cache", str(ctx)], env=bk)
+        cases["docker BuildKit (cached)"] = lambda: run([*d, str(ctx)], env=bk)
+        cases["docker classic (cold)"] = lambda: run([*d, "--no-cache", str(ctx)], env=classic)
+        cases["docker classic (cached)"] = lambda: run([*d, str(ctx)], env=classic)
+    return cases
+
+
+def prune_docker_builds(dockerd_env: Mapping[str, str]) -> None:
+    subprocess.run(["docker", "builder", "prune", "-af"], capture_output=True, env=dockerd_env)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--runs", type=int, default=10)
@@ -68,43 +96,22 @@ def main() -> int:
     ctx = make_context(base)
     daemon: LiveDaemon = start_daemon(base / "dockyardd")
     dockerd: PrivateDockerd | None = None
-    cases: dict[str, Callable[[], object]] = {}
     try:
         daemon.cli("load", "-i", str(archive))
-        # --network none everywhere: the private dockerd runs without its bridge (and RUN needs none)
-        dy = [str(BIN / "dockyard"), "-H", daemon.host, "build", "-q", "--network", "none", "-t", "bench-build",
-              str(ctx)]
-        cases["dockyard build (cold)"] = lambda: run([*dy[:-1], "--no-cache", str(ctx)])
-        cases["dockyard build (cached)"] = lambda: run(dy)
-        if shutil.which("docker"):  # the same Go client as Docker's cases, talking to dockyardd
-            denv = {k: v for k, v in os.environ.items() if not k.startswith("DOCKER_")}
-            denv.update(DOCKER_HOST=daemon.host, DOCKER_BUILDKIT="0", DOCKER_CONFIG=str(base / "dcfg"))
-            dk = ["docker", "build", "-q", "--network", "none", "-t", "bench-build"]
-            cases["docker CLI → dockyardd (cached)"] = lambda: run([*dk, str(ctx)], env=denv)
+        dockerd_env = None
         if shutil.which("dockerd") and Path("/usr/bin/docker").exists():
             dockerd = PrivateDockerd(base / "dockerd")
-            dockerd.base.mkdir()
             if dockerd.start():
                 run(["docker", "load", "-i", str(archive)], env=dockerd.env)
-                bk = {**dockerd.env, "DOCKER_BUILDKIT": "1"}
-                classic = {**dockerd.env, "DOCKER_BUILDKIT": "0"}
-                d = ["/usr/bin/docker", "build", "-q", "--network", "none", "-t", "bench-build"]
-                cases["docker BuildKit (cold)"] = lambda: run([*d, "--no-cache", str(ctx)], env=bk)
-                cases["docker BuildKit (cached)"] = lambda: run([*d, str(ctx)], env=bk)
-                cases["docker classic (cold)"] = lambda: run([*d, "--no-cache", str(ctx)], env=classic)
-                cases["docker classic (cached)"] = lambda: run([*d, str(ctx)], env=classic)
+                dockerd_env = dockerd.env
             else:
                 print("dockerd did not start; Docker is left out", file=sys.stderr)
-        for fn in cases.values():  # warm-up (and fills every cache)
-            fn()
-        samples: dict[str, list[float]] = {name: [] for name in cases}
-        for _ in range(args.runs):
-            for name, fn in cases.items():
-                samples[name].append(timed(fn))
+        cases = build_cases(ctx, daemon.host, base / "dcfg", dockerd_env)
+        samples = interleave(cases, args.runs)  # the warm-up round fills every cache
     finally:
         stop_daemon(daemon)
         if dockerd is not None:
-            subprocess.run(["docker", "builder", "prune", "-af"], capture_output=True, env=dockerd.env)
+            prune_docker_builds(dockerd.env)
             dockerd.stop()
         shutil.rmtree(base, ignore_errors=True)
 

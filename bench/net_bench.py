@@ -22,14 +22,13 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent))
-sys.path.insert(0, str(HERE.parent / "src"))
 sys.path.insert(0, str(HERE))
 
-from run_bench import PrivateDockerd, summarize, timed  # noqa: E402
+from common import PrivateDockerd, client_env, free_port, interleave, summarize  # noqa: E402
 from tests.conftest import start_daemon, stop_daemon  # noqa: E402
 
 from dockyard.client.busybox import build_archive  # noqa: E402
@@ -74,12 +73,6 @@ class Engine:
         return (res.stdout + res.stderr).decode()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _send(port: int, total: int) -> float:
     """Seconds to push ``total`` bytes into 127.0.0.1:port until the sink has read them all."""
     chunk = b"\0" * (1 << 20)
@@ -102,6 +95,16 @@ def _send(port: int, total: int) -> float:
         while s.recv(4096):  # the sink closes once it has read everything
             pass
         return time.perf_counter() - t0
+
+
+def _value(fn: Callable[[], object]) -> float:
+    v = fn()
+    assert isinstance(v, float)
+    return v
+
+
+def _mb_per_s(total: int, transfer: Callable[[], float]) -> float:
+    return total / transfer() / 1e6
 
 
 def _pid(e: Engine, name: str) -> int:
@@ -163,45 +166,32 @@ def main() -> int:
     tag = uuid.uuid4().hex[:6]
     try:
         daemon.cli("load", "-i", str(archive))
-        env = {k: v for k, v in os.environ.items() if not k.startswith("DOCKER_")}
-        env.update(DOCKER_HOST=daemon.host, DOCKER_CONFIG=str(base / "docker-config"))
-        engines.append((Engine("dockyard", env), _free_port()))
+        env = client_env(daemon.host, base / "docker-config")
+        engines.append((Engine("dockyard", env), free_port()))
         if shutil.which("dockerd"):
             dockerd = PrivateDockerd(base / "dockerd")
-            dockerd.base.mkdir()
             if dockerd.start(networked=True):
                 subprocess.run(["docker", "load", "-i", str(archive)], env=dockerd.env, check=True,
                                capture_output=True)
-                engines.append((Engine("docker", dockerd.env), _free_port()))
+                engines.append((Engine("docker", dockerd.env), free_port()))
             else:
                 print("dockerd did not start; Docker is left out", file=sys.stderr)
         total = args.mb << 20
         for e, port in engines:
             receivers += setup(e, tag, port)
-        cases: dict[str, Callable[[], float]] = {}
+        cases: dict[str, Callable[[], object]] = {}
         for e, port in engines:
             cases[f"{e.name}: host → published port (MB/s)"] = (
-                lambda port=port: total / _send(port, total) / 1e6)
+                partial(_mb_per_s, total, partial(_send, port, total)))
             cases[f"{e.name}: container → container (MB/s)"] = (
-                lambda e=e: total / _c2c_seconds(e, tag, total) / 1e6)
-        for fn in cases.values():  # warm-up
-            fn()
-        samples = {name: [] for name in cases}
-        for _ in range(args.runs):
-            for name, fn in cases.items():
-                samples[name].append(fn())
+                partial(_mb_per_s, total, partial(_c2c_seconds, e, tag, total)))
+        samples = interleave(cases, args.runs, measure=_value)
         start: dict[str, Callable[[], object]] = {}
         for e, _ in engines:
             for mode in ("none", "bridge"):
                 start[f"{e.name}: run --rm --network {mode}"] = (
-                    lambda e=e, mode=mode: e.docker("run", "--rm", "--network", mode, "busybox", "true"))
-        for fn in start.values():
-            fn()
-        for name in start:
-            samples[name] = []
-        for _ in range(args.start_runs):
-            for name, fn in start.items():
-                samples[name].append(timed(fn))
+                    partial(e.docker, "run", "--rm", "--network", mode, "busybox", "true"))
+        samples.update(interleave(start, args.start_runs))
     finally:
         for proc in receivers:
             proc.kill()

@@ -21,11 +21,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent))
-sys.path.insert(0, str(HERE.parent / "src"))
 sys.path.insert(0, str(HERE))
 
-from run_bench import PrivateDockerd, summarize, timed  # noqa: E402
+from common import PrivateDockerd, client_env, summarize, timed  # noqa: E402
 from tests.conftest import start_daemon, stop_daemon  # noqa: E402
 
 from dockyard.client.busybox import build_archive  # noqa: E402
@@ -70,11 +68,9 @@ def main() -> int:
         daemon.cli("load", "-i", str(archive))
         daemon.cli("build", "-q", "-t", "copyup:bench", str(ctx), timeout=600)
         daemon.cli("save", "-o", str(base / "copyup.tar"), "copyup:bench")
-        env = {k: v for k, v in os.environ.items() if not k.startswith("DOCKER_")}
-        engines["dockyard"] = {**env, "DOCKER_HOST": daemon.host, "DOCKER_CONFIG": str(base / "cfg")}
+        engines["dockyard"] = client_env(daemon.host, base / "cfg")
         if shutil.which("dockerd"):
             dockerd = PrivateDockerd(base / "dockerd")
-            dockerd.base.mkdir()
             if dockerd.start():
                 for tar in (archive, base / "copyup.tar"):
                     docker(dockerd.env, "load", "-i", str(tar))

@@ -472,13 +472,18 @@ def markdown() -> str:
             given = _sub_help(p)
             rows = [(n, d or given.get(n, "")) for n, d in _command_rows(sorted(sub.choices), path)]
             out.append("| Command | Description |\n|---|---|\n" + "".join(
-                f"| [`{n}`](#{_anchor(f'{PROG} {path} {n}')}) | {_md(d)} |\n" for n, d in rows))
+                f"| [`{n}`](#{_sub_anchor(path, n)}) | {_md(d)} |\n" for n, d in rows))
         flags = flags_of(p)
         if flags:
             out.append("| Option | Type | Default | Description |\n|---|---|---|---|\n" + "".join(
                 f"| {', '.join(f'`{o}`' for o in (f.short, f.long) if o)} | {f.type} | "
                 f"{_md(f.default)} | {_md(f.help)} |\n" for f in flags))
     return "\n".join(out)
+
+
+def _sub_anchor(path: str, name: str) -> str:
+    """The heading a subcommand row links to: its canonical path's (``builder build`` is ``build``)."""
+    return _anchor(f"{PROG} {canonical(path + ' ' + name)}")
 
 
 def _anchor(title: str) -> str:

@@ -164,3 +164,11 @@ def test_parser_class_reaches_every_subcommand(full: helptext.DockyardParser) ->
     assert all(isinstance(p, argparse.ArgumentParser) for p in helptext.walk(full))
     assert all(isinstance(p, helptext.DockyardParser) for p in helptext.walk(full)
                if not helptext.command_path(p).startswith(("registry", "tls")))
+
+
+def test_docs_cli_md_links_resolve() -> None:
+    import re
+    from pathlib import Path
+    text = (Path(__file__).resolve().parents[2] / "docs" / "cli.md").read_text()
+    heads = {"#" + h.strip().lower().replace(" ", "-") for h in re.findall(r"^## (.*)$", text, re.M)}
+    assert sorted(set(re.findall(r"\]\((#[^)]+)\)", text)) - heads) == []

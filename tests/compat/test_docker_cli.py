@@ -177,3 +177,95 @@ def test_docker_build_classic_builder_same_image(daemon: LiveDaemon, tmp_path) -
         assert fail.returncode != 0 and b"returned a non-zero code: 4" in fail.stderr
     finally:
         daemon.docker("rmi", ours, theirs, check=False)
+
+
+def test_docker_network_lifecycle(daemon: LiveDaemon) -> None:
+    """network create/ls/inspect/connect/disconnect/rm; names and aliases resolve on the network."""
+    net, srv, late = unique("dnet"), unique("dsrv"), unique("dlate")
+    try:
+        net_id = daemon.docker("network", "create", "--label", "compat=1", net).stdout.decode().strip()
+        assert len(net_id) == 64
+        assert net in daemon.docker("network", "ls", "--filter", "label=compat=1", "--format", "{{.Name}}").stdout.decode().split()
+        daemon.docker("run", "-d", "--name", srv, "--network", net, "--network-alias", "web", "busybox",
+                      "sh", "-c", "echo up > /index.html; exec httpd -f -p 80 -h /")
+        for who in (srv, "web"):
+            out = daemon.docker("run", "--rm", "--network", net, "busybox", "sh", "-c",
+                                f"for i in $(seq 50); do wget -qO- http://{who}/index.html && exit 0; sleep 0.1; done; exit 1")
+            assert out.stdout == b"up\n"
+        daemon.docker("run", "-d", "--name", late, "busybox", "sleep", "60")
+        daemon.docker("network", "connect", "--alias", "late-alias", net, late)
+        assert daemon.docker("exec", late, "wget", "-qO-", "http://web/index.html").stdout == b"up\n"
+        assert daemon.docker("exec", srv, "ping", "-c1", "-W2", "late-alias").returncode == 0
+        members = json.loads(daemon.docker("network", "inspect", "-f", "{{json .Containers}}", net).stdout)
+        assert {m["Name"] for m in members.values()} == {srv, late}
+        busy = daemon.docker("network", "rm", net, check=False)
+        assert busy.returncode != 0 and b"has active endpoints" in busy.stderr
+        daemon.docker("network", "disconnect", net, late)
+        nets = json.loads(daemon.docker("inspect", "-f", "{{json .NetworkSettings.Networks}}", late).stdout)
+        assert list(nets) == ["bridge"]
+    finally:
+        daemon.docker("rm", "-f", srv, late, check=False)
+        daemon.docker("network", "rm", net, check=False)
+    assert net not in daemon.docker("network", "ls", "--format", "{{.Name}}").stdout.decode().split()
+
+
+def test_docker_volume_lifecycle(daemon: LiveDaemon) -> None:
+    """volume create/ls/inspect/rm/prune; data outlives the container; -v and --mount both work."""
+    vol, holder = unique("dvol"), unique("dhold")
+    try:
+        assert daemon.docker("volume", "create", "--label", f"compat={vol}", vol).stdout.decode().strip() == vol
+        daemon.docker("run", "--rm", "-v", f"{vol}:/data", "busybox", "sh", "-c", "echo kept > /data/f")
+        out = daemon.docker("run", "--rm", "--mount", f"type=volume,src={vol},dst=/d,readonly", "busybox",
+                            "sh", "-c", "cat /d/f; touch /d/g 2>/dev/null || echo read-only")
+        assert out.stdout == b"kept\nread-only\n"
+        mountpoint = daemon.docker("volume", "inspect", "-f", "{{.Mountpoint}}", vol).stdout.decode().strip()
+        assert os.path.isfile(os.path.join(mountpoint, "f"))
+        listed = daemon.docker("volume", "ls", "-q", "--filter", f"label=compat={vol}").stdout.decode().split()
+        assert listed == [vol]
+        daemon.docker("create", "--name", holder, "-v", f"{vol}:/data", "busybox", "true")
+        busy = daemon.docker("volume", "rm", vol, check=False)
+        assert busy.returncode != 0 and b"volume is in use" in busy.stderr
+        daemon.docker("rm", holder)
+        daemon.docker("volume", "rm", vol)
+        assert vol not in daemon.docker("volume", "ls", "-q").stdout.decode().split()
+        # an anonymous volume goes with `rm -v`
+        daemon.docker("create", "--name", holder, "-v", "/anon", "busybox", "true")
+        anon = json.loads(daemon.docker("inspect", "-f", "{{json .Mounts}}", holder).stdout)[0]["Name"]
+        assert anon in daemon.docker("volume", "ls", "-q").stdout.decode().split()
+        daemon.docker("rm", "-v", holder)
+        assert anon not in daemon.docker("volume", "ls", "-q").stdout.decode().split()
+    finally:
+        daemon.docker("rm", "-f", holder, check=False)
+        daemon.docker("volume", "rm", "-f", vol, check=False)
+
+
+def test_docker_push_pull_loopback_registry(daemon: LiveDaemon, registry, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """build → push to ``dockyard registry serve`` on loopback → rmi → pull → run, with digests
+    agreeing; a missing tag is an error."""
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    marker = unique("cli")
+    (ctx / "Dockerfile").write_text(f'FROM busybox\nRUN echo {marker} > /m\nCMD ["cat", "/m"]\n')
+    repo = f"{registry.host}/cli/{unique('app')}"
+    ref = f"{repo}:v1"
+    image_id = ""
+    try:
+        daemon.docker("build", "-q", "-t", ref, str(ctx), env_extra={"DOCKER_BUILDKIT": "0"})
+        image_id = daemon.docker("image", "inspect", "-f", "{{.Id}}", ref).stdout.decode().strip()
+        out = daemon.docker("push", ref).stdout.decode()
+        assert f"The push refers to repository [{repo}]" in out and "Pushed" in out
+        digest = out.strip().splitlines()[-1].split()[2]
+        assert digest.startswith("sha256:")
+        daemon.docker("rmi", ref)
+        pulled = daemon.docker("pull", ref).stdout.decode()
+        assert f"Digest: {digest}" in pulled and f"Status: Downloaded newer image for {ref}" in pulled
+        digests = daemon.docker("image", "inspect", "-f", "{{json .RepoDigests}}", ref).stdout
+        assert f"{repo}@{digest}" in json.loads(digests)
+        assert daemon.docker("image", "inspect", "-f", "{{.Id}}", ref).stdout.decode().strip() == image_id
+        assert daemon.docker("run", "--rm", ref).stdout == f"{marker}\n".encode()
+        by_digest = daemon.docker("run", "--rm", f"{repo}@{digest}").stdout
+        assert by_digest == f"{marker}\n".encode()
+        missing = daemon.docker("pull", f"{repo}:nope", check=False)
+        assert missing.returncode != 0 and b"not found" in missing.stderr
+    finally:
+        daemon.docker("rmi", "-f", ref, *([image_id] if image_id else []), check=False)

@@ -325,6 +325,9 @@ class Endpoints:
             rec.networks[net.name] = new
             if rec.id not in self._dns_keys and self._embedded_dns(rec):
                 await self._serve_dns(rec, ns)
+                # first user-defined network (it ran on the default bridge): its resolver becomes
+                # the embedded server, as Docker rebuilds resolv.conf on such a connect
+                self._rewrite_resolv(rec)
         except BaseException:
             rec.networks.pop(net.name, None)
             if new.host_ifname:
@@ -334,6 +337,13 @@ class Endpoints:
             self._starting.get(net.id, set()).discard(rec.id)
             raise
         self._index_add(rec)
+
+    def _rewrite_resolv(self, rec: ContainerRecord) -> None:
+        """In place, not by rename: the running container's /etc/resolv.conf is a bind mount of
+        this very inode."""
+        if rec.resolv_conf_path:
+            with open(rec.resolv_conf_path, "w") as f:
+                f.write(self._resolv(rec))
 
     async def disconnect(self, rec: ContainerRecord, net: NetworkRecord) -> None:
         ep = rec.networks.get(net.name)

@@ -107,7 +107,16 @@ class PrivatePodman:
         self.service: subprocess.Popen[bytes] | None = None
 
     def start(self) -> Engine | None:
-        env = {**os.environ, **marker_env(self.marker)}
+        # Rootful podman raises RLIMIT_NOFILE/NPROC to 1048576 in every container; a host whose
+        # hard limits are lower and that lacks CAP_SYS_RESOURCE (this VM) refuses that, so the
+        # containers get limits the host allows instead (a containers.conf of the run's own)
+        import resource
+        conf = self.base / "containers.conf"
+        nofile = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+        nproc = 4096  # the host's own hard limit is refused too (by podman's conmon/runc chain)
+        self.base.mkdir(parents=True, exist_ok=True)
+        conf.write_text(f'[containers]\ndefault_ulimits = ["nofile={nofile}:{nofile}", "nproc={nproc}:{nproc}"]\n')
+        env = {**os.environ, **marker_env(self.marker), "CONTAINERS_CONF": str(conf)}
         if subprocess.run([*self.argv, "info"], capture_output=True, env=env, timeout=120).returncode != 0:
             print("podman info failed; Podman is left out", file=sys.stderr)
             self.stop()
@@ -115,7 +124,8 @@ class PrivatePodman:
         # the API service is not part of what a podman container costs: no marker on it
         self.service = subprocess.Popen(
             [*self.argv, "system", "service", "--time=0", f"unix://{self.sock}"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+            env={**os.environ, "CONTAINERS_CONF": str(conf)})
         deadline = time.monotonic() + 30
         while not self.sock.exists() and time.monotonic() < deadline and self.service.poll() is None:
             time.sleep(0.1)
@@ -124,7 +134,8 @@ class PrivatePodman:
                       run_opts=("--network", "none", "--pull=never"), stop=self.stop)
 
     def stop(self) -> None:
-        subprocess.run([*self.argv, "rm", "-af", "-t", "0"], capture_output=True, timeout=300)
+        env = {**os.environ, "CONTAINERS_CONF": str(self.base / "containers.conf")}
+        subprocess.run([*self.argv, "rm", "-af", "-t", "0"], capture_output=True, timeout=300, env=env)
         if self.service is not None and self.service.poll() is None:
             self.service.terminate()
             try:
@@ -132,7 +143,7 @@ class PrivatePodman:
             except subprocess.TimeoutExpired:
                 self.service.kill()
                 self.service.wait()
-        subprocess.run([*self.argv, "system", "reset", "-f"], capture_output=True, timeout=300)
+        subprocess.run([*self.argv, "system", "reset", "-f"], capture_output=True, timeout=300, env=env)
         unmount_under(self.root)
         unmount_under(self.runroot)
         shutil.rmtree(self.runroot, ignore_errors=True)

@@ -66,10 +66,16 @@ def _connect_console(path: str | None, terminal: bool) -> int | None:
 
 def _read_sync(fd: int, on_request: Callable[[dict[str, Any], list[dict[str, Any]]], None] | None = None,
                ) -> list[dict[str, Any]]:
-    """Read JSON lines from the sync pipe until ready/error or EOF; a request (``{"userns"}``: write
-    the id maps, ``{"hooks"}``: run the runtime hooks) calls ``on_request(msg, msgs so far)``."""
+    """Read JSON lines from the sync pipe until error, or ready once the init's pid is known, or
+    EOF; a request (``{"userns"}``: write the id maps, ``{"hooks"}``: run the runtime hooks) calls
+    ``on_request(msg, msgs so far)``.
+
+    With a pid namespace the init's pid comes from the setup child and ``ready`` from the init, two
+    writers: the init can be scheduled first and say ``ready`` before its parent has sent the pid,
+    so ``ready`` alone does not end the read (the setup child sends the pid before it exits)."""
     msgs: list[dict[str, Any]] = []
     buf = b""
+    ready = has_pid = False
     while True:
         chunk = os.read(fd, 4096)
         if not chunk:
@@ -81,7 +87,9 @@ def _read_sync(fd: int, on_request: Callable[[dict[str, Any], list[dict[str, Any
             msgs.append(msg)
             if ("hooks" in msg or "userns" in msg) and on_request is not None:
                 on_request(msg, msgs)
-            if "ready" in msg or "error" in msg:
+            has_pid = has_pid or "pid" in msg
+            ready = ready or "ready" in msg
+            if "error" in msg or (ready and has_pid):
                 return msgs
 
 
@@ -166,7 +174,7 @@ def cmd_create(root: str, args: Args) -> int:
             init_pid = m.get("pid", init_pid)
         if init_pid != child:
             os.waitpid(child, 0)
-        if not msgs or "error" in msgs[-1] or "ready" not in msgs[-1]:
+        if not msgs or "error" in msgs[-1] or not any("ready" in m for m in msgs) or init_pid <= 0:
             err = msgs[-1].get("error") if msgs else None
             raise DockyardError(f"container init failed: {err or 'exited during setup'}")
         s = st.ContainerState(id=args.id, bundle=bundle, pid=init_pid,
@@ -185,6 +193,8 @@ def cmd_create(root: str, args: Args) -> int:
 
 
 def _kill_quiet(pid: int, sig: int) -> None:
+    if pid <= 0:  # kill(0) / kill(-1) would signal our whole process group / every process
+        return
     try:
         os.kill(pid, sig)
     except ProcessLookupError:
@@ -282,6 +292,8 @@ def cmd_kill(root: str, args: Args) -> int:
         if status == "paused" and sig == 9:
             cg.freeze(False)  # a frozen task never dies; thaw so SIGKILL lands
     else:
+        if s.pid <= 0:
+            raise Conflict("container has no init process")
         os.kill(s.pid, sig)
     return 0
 

@@ -50,7 +50,7 @@ class Runtime:
         import subprocess  # only for an exec'd runtime (runc): ~4 ms of imports
 
         proc = subprocess.Popen(self.argv(*args), stdin=stdio[0], stdout=stdio[1], stderr=stdio[2],
-                                cwd=self.state_dir, close_fds=True)
+                                cwd=self.state_dir, close_fds=True, process_group=0)
         proc.returncode = 0  # we reap it ourselves (waitpid); keep Popen.__del__ from warning
         return proc.pid
 
@@ -141,6 +141,9 @@ def _fork_builtin(argv: list[str], stdio: tuple[int, int, int], cwd: str) -> int
     code = 1
     try:
         gc.disable()  # a collected shim object could close an fd number the runtime now uses
+        # a process group of its own: no signal the runtime sends to "its group" (kill(0, …))
+        # can reach the shim host and the other containers' shims in it
+        os.setpgid(0, 0)
         for target, fd in enumerate(stdio):
             os.dup2(fd, target)  # dup2 leaves the new fd inheritable, as exec'd stdio is
         os.closerange(3, 65536)  # close_range(2): what Popen(close_fds=True) gives the exec'd one

@@ -328,6 +328,10 @@ class Fuzzer:
         streaming = op in STREAMING
         kwargs.pop("timeout", None)
         kwargs.pop("stream", None)
+        if "json" in kwargs:  # encoded here: NaN and ±Infinity go out as the non-JSON tokens
+            # Python writes (requests refuses them), which the daemon must refuse too
+            kwargs["data"] = json.dumps(kwargs.pop("json"), allow_nan=True).encode()
+            kwargs["headers"] = {"Content-Type": "application/json", **(kwargs.get("headers") or {})}
         label = f"{method} {url}"
         try:
             resp = self.session.request(method, BASE_URL + url, stream=True, allow_redirects=False,

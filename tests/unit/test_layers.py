@@ -24,7 +24,9 @@ DATA_ONLY = {"dockyard.engine.types"}
 RUNTIME_ALLOWED = {"oci", "mount", "errors", "__init__", "runtime"}
 # The registry server is a separate program reachable through the dockyard command:
 # cli/main.py hands `dockyard registry ...` to it (lazily) before building the client parser.
-SEPARATE_PROGRAMS = {("cli/main.py", "dockyard.registry.main")}
+# the registry server is a separate program reached through `dockyard registry`: main hands over
+# to it, and the help/docs generator reads its flags (nothing of it runs in the client)
+SEPARATE_PROGRAMS = {("cli/main.py", "dockyard.registry.main"), ("cli/helptext.py", "dockyard.registry.main")}
 
 
 def _layer_of(pkg: str) -> int:

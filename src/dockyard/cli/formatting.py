@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Mapping
-from datetime import UTC, datetime
 from typing import Any
 
-from dockyard.cli.gotemplate import Template, expand_escapes, go_json
+# datetime and the template engine are imported where used: `run` needs neither (~3 ms)
 
 # ---------------------------------------------------------------- tabwriter
 
@@ -137,12 +136,14 @@ def bytes_size(size: float) -> str:
 def go_time(ts: float) -> str:
     """Go's time.Time.String() for a local time, without the monotonic part:
     ``2024-01-02 15:04:05 +0000 UTC``."""
+    from datetime import datetime
     dt = datetime.fromtimestamp(ts).astimezone()
     return dt.strftime("%Y-%m-%d %H:%M:%S %z ") + (dt.tzname() or "")
 
 
 def rfc3339(ts: float) -> str:
     """RFC3339 in local time as Go prints it (``Z`` for UTC)."""
+    from datetime import UTC, datetime
     dt = datetime.fromtimestamp(ts).astimezone()
     if dt.utcoffset() == UTC.utcoffset(None):
         return dt.strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -176,6 +177,7 @@ def parse_go_time(text: str) -> float:
     else:
         head, tz = text[:19], text[19:]
     tz = "+00:00" if tz in ("Z", "") else tz
+    from datetime import datetime
     return datetime.fromisoformat(head + tz).timestamp() + frac
 
 
@@ -211,12 +213,19 @@ def go_quote(text: str) -> str:
 # ---------------------------------------------------------------- --format
 
 
+def go_json(value: Any) -> str:
+    """Go's ``{{json .}}`` rendering of ``value`` (see ``gotemplate.go_json``)."""
+    from dockyard.cli.gotemplate import go_json as render
+    return render(value)
+
+
 def render_list(fmt: str, items: Iterable[Any], headers: Mapping[str, str], quiet_field: str = "ID") -> str:
     """Render items with a Docker ``--format`` (``table ...``, ``json`` or a plain template).
 
     ``headers`` maps a field name to its column header; a table with no items still prints the
     header row, like Docker.
     """
+    from dockyard.cli.gotemplate import Template, expand_escapes, go_json
     if fmt == "json":
         return "".join(go_json(item) + "\n" for item in items)
     is_table = fmt.startswith("table")
@@ -242,6 +251,7 @@ class _HeaderMap(dict[str, str]):
 
 def render_each(fmt: str, items: Iterable[Any]) -> str:
     """Plain template per item (inspect, version, info): one output line per item."""
+    from dockyard.cli.gotemplate import Template, expand_escapes
     tmpl = Template(expand_escapes(fmt))
     return "".join(tmpl.render(item) + "\n" for item in items)
 

@@ -9,7 +9,7 @@ from typing import Any
 
 from dockyard import errors
 from dockyard.cli.commit import COMMIT_CMDS
-from dockyard.cli.helptext import DockyardParser, unknown_command
+from dockyard.cli.helptext import DockyardParser, _subparsers, unknown_command
 
 Handler = Callable[[Any, argparse.Namespace], int]
 
@@ -398,26 +398,27 @@ def _command_index(argv: list[str]) -> int:
 _VALUE_FLAGS = frozenset(("-H", "--host", "-c", "--context", "--tlscacert", "--tlscert", "--tlskey"))
 
 
-def _split_interspersed(argv: list[str]) -> list[str]:
-    """For run/create/exec stop option parsing at IMAGE/CONTAINER: put '--' before COMMAND."""
+def _split_interspersed(argv: list[str], parser: argparse.ArgumentParser) -> list[str]:
+    """For run/create/exec stop option parsing at IMAGE/CONTAINER: put '--' before COMMAND. The
+    flags that take a value come from the command's parser in ``parser`` (built once per run)."""
     cmd_idx = _command_index(argv)
     if cmd_idx >= len(argv):
         return argv
-    name = argv[cmd_idx]
+    names = [argv[cmd_idx]]
     start = cmd_idx + 1
-    if name in ("container", "image") and start < len(argv):
-        name = argv[start]
+    if names[0] in ("container", "image") and start < len(argv):
+        names.append(argv[start])
         start += 1
-    if name not in ("run", "create", "exec"):
+    if names[-1] not in ("run", "create", "exec"):
+        return argv
+    sub: argparse.ArgumentParser | None = parser
+    for name in names:
+        action = _subparsers(sub) if sub is not None else None
+        sub = action.choices.get(name) if action is not None else None
+    if sub is None:
         return argv
     from dockyard.cli.runopts import split_interspersed  # here: `ps` need not import the run flags
-    probe = argparse.ArgumentParser(add_help=False)
-    if name == "exec":
-        _exec(probe)
-    else:
-        from dockyard.cli.runopts import add_run_flags
-        add_run_flags(probe, create=name == "create")
-    head, rest = split_interspersed(probe, argv[start:])
+    head, rest = split_interspersed(sub, argv[start:])
     return argv[:start] + head + (["--", *rest] if rest else [])
 
 
@@ -431,14 +432,13 @@ def main(argv: list[str] | None = None) -> int:
     if idx < len(args) and args[idx] == "tls":  # local files only: no daemon, no client
         from dockyard.cli.tlscmd import main as tls_main
         return tls_main(args[idx + 1:])
-    args = _split_interspersed(args)
-    idx = _command_index(args)
     first = args[idx] if idx < len(args) else None
     if first is not None and first not in TOP_CMDS and first not in GROUPS:
         sys.stderr.write(unknown_command(first))
         return 1
     # only the invoked command's parser is built (none without a command: `--help` reads the table)
     parser = build_parser(first or "")
+    args = _split_interspersed(args, parser)
     try:
         a = parser.parse_args(args)
     except SystemExit as exc:  # --help (0) or a usage error (docker's 125 or 1, see helptext)

@@ -81,13 +81,13 @@ def _quoted_field(data: str, pos: int) -> tuple[str, int]:
 # ---------------------------------------------------------------- --mount
 
 
-_RAM_RE = re.compile(r"(\d+(?:\.\d+)*) ?([kKmMgGtTpP])?[iI]?[bB]?")
+_RAM_RE = r"(\d+(?:\.\d+)*) ?([kKmMgGtTpP])?[iI]?[bB]?"  # compiled on first use (re caches it)
 _RAM_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40, "p": 1 << 50}
 
 
 def go_ram_in_bytes(text: str) -> int:
     """go-units RAMInBytes: binary units, an optional single space before the unit."""
-    m = _RAM_RE.fullmatch(text)
+    m = re.fullmatch(_RAM_RE, text)
     if not m:
         raise ValueError(text)
     return int(float(m.group(1)) * _RAM_UNITS[(m.group(2) or "").lower()])

@@ -9,10 +9,8 @@ from __future__ import annotations
 import argparse
 import csv
 import functools
-import ipaddress
 import re
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from dockyard.cli.formatting import go_quote
@@ -46,6 +44,7 @@ def parse_ip(text: str) -> str | None:
     """net.ParseIP(text).String(): the canonical form, or None where Go would not parse it."""
     if "%" in text or not text.isascii():  # Python takes IPv6 zones, Go's ParseIP does not
         return None
+    import ipaddress  # here: `run` without address flags need not import it
     try:
         ip = ipaddress.ip_address(text)
     except ValueError:
@@ -208,15 +207,15 @@ def dns_server(value: str) -> str:
 
 
 # docker's own pattern, "(:?" typos included, so the same strings pass
-_DOMAIN = re.compile(r"(:?(:?[a-zA-Z0-9]|(:?[a-zA-Z0-9][a-zA-Z0-9\-]*[a-zA-Z0-9]))"
-                     r"(:?\.(:?[a-zA-Z0-9]|(:?[a-zA-Z0-9][a-zA-Z0-9\-]*[a-zA-Z0-9])))*)\.?\s*\Z", re.ASCII)
+_DOMAIN = (r"(:?(:?[a-zA-Z0-9]|(:?[a-zA-Z0-9][a-zA-Z0-9\-]*[a-zA-Z0-9]))"
+           r"(:?\.(:?[a-zA-Z0-9]|(:?[a-zA-Z0-9][a-zA-Z0-9\-]*[a-zA-Z0-9])))*)\.?\s*\Z")  # compiled on use
 
 
 def dns_search(value: str) -> str:
     domain = value.strip(" ")
     if domain == ".":
         return domain
-    m = _DOMAIN.match(domain) if re.search("[a-zA-Z]", domain) else None
+    m = re.match(_DOMAIN, domain, re.ASCII) if re.search("[a-zA-Z]", domain) else None
     if m is None or len(m.group(1)) >= 255:
         raise flag_error(value, "--dns-search", f"{domain} is not a valid domain")
     return m.group(1)
@@ -224,6 +223,7 @@ def dns_search(value: str) -> str:
 
 def localhost_dns_warning(servers: Iterable[str]) -> str:
     """The warning docker's create adds for a loopback --dns (resolved in the container, not the host)."""
+    import ipaddress
     for server in servers:
         if parse_ip(server) is not None and ipaddress.ip_address(server).is_loopback:
             return f"Localhost DNS ({server}) may fail in containers."
@@ -245,25 +245,33 @@ def is_user_defined(mode: str) -> bool:
     return mode not in ("default", "bridge", "host", "none") and not mode.startswith("container:")
 
 
-@dataclass
 class Attachment:
-    """One ``--network`` value (``name`` or ``name=n,alias=a,ip=...``) plus the flags applied to it."""
-    target: str
-    aliases: list[str] = field(default_factory=list)
-    links: list[str] = field(default_factory=list)
-    ipv4: str = ""
-    ipv6: str = ""
-    mac: str = ""
-    link_local: list[str] = field(default_factory=list)
-    driver_opts: dict[str, str] = field(default_factory=dict)
-    gw_priority: int = 0
+    """One ``--network`` value (``name`` or ``name=n,alias=a,ip=...``) plus the flags applied to it.
+    (A plain class, not a dataclass: importing ``dataclasses`` costs `run` ~5 ms.)"""
+
+    def __init__(self, target: str) -> None:
+        self.target = target
+        self.aliases: list[str] = []
+        self.links: list[str] = []
+        self.ipv4 = ""
+        self.ipv6 = ""
+        self.mac = ""
+        self.link_local: list[str] = []
+        self.driver_opts: dict[str, str] = {}
+        self.gw_priority = 0
+
+    def __repr__(self) -> str:
+        return f"Attachment({vars(self)!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Attachment) and vars(self) == vars(other)
 
 
-_LONG_SYNTAX = re.compile(r"\w+=\w+(,\w+=\w+)*", re.ASCII)
+_LONG_SYNTAX = r"\w+=\w+(,\w+=\w+)*"  # compiled on first use (re caches it), not on import
 
 
 def parse_network(value: str) -> Attachment:
-    if not _LONG_SYNTAX.search(value):
+    if not re.search(_LONG_SYNTAX, value, re.ASCII):
         return Attachment(value)
     att = Attachment("")
     for item in next(csv.reader([value]), []):

@@ -16,7 +16,7 @@ from dockyard.cli.formatting import go_quote
 from dockyard.cli.netopts import add_bool_flag, flag_error, kv_map
 from dockyard.errors import InvalidArgument
 
-_RULE = re.compile(r"[acb] ([0-9]+|\*):([0-9]+|\*) [rwm]{1,3}")
+_RULE = r"[acb] ([0-9]+|\*):([0-9]+|\*) [rwm]{1,3}"  # compiled on first use (re caches it)
 _SYSCTLS = {"kernel.msgmax", "kernel.msgmnb", "kernel.msgmni", "kernel.sem", "kernel.shmall",
             "kernel.shmmax", "kernel.shmmni", "kernel.shm_rmid_forced"}
 _ULIMITS = {"core", "cpu", "data", "fsize", "locks", "memlock", "msgqueue", "nice", "nofile", "nproc",
@@ -245,6 +245,6 @@ def parse_device(value: str) -> dict[str, str]:
 
 def device_cgroup_rule(rule: str) -> str:
     """'TYPE MAJOR:MINOR MODE' ('c 1:3 rwm', 'b *:* r', 'a *:* rwm'), as the CLI checks it."""
-    if not _RULE.fullmatch(rule):
+    if not re.fullmatch(_RULE, rule):
         raise flag_error(rule, "--device-cgroup-rule", f"invalid device cgroup format '{rule}'")
     return rule

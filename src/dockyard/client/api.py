@@ -9,9 +9,8 @@ import json
 import socket
 from collections.abc import Mapping
 from typing import Any, BinaryIO
-from urllib.parse import quote
 
-from dockyard.client.transport import Host, Response, Transport, host_from_env
+from dockyard.client.transport import Host, Response, Transport, host_from_env, quote
 
 
 def _filters(filters: Mapping[str, list[str]] | None) -> str | None:

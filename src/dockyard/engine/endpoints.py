@@ -281,8 +281,12 @@ class Endpoints:
         res = self._ports.pop(rec.id, None)
         if res is not None:
             res.close()
-        with contextlib.suppress(DockyardError):
-            await asyncio.to_thread(self.networks.firewall.remove_ports, rec.id)
+        host = rec.host_config
+        # only a container with ports to publish can have rules (``_publish``): the others skip
+        # running nft on every exit
+        if res is not None or rec.ports or host.port_bindings or host.publish_all_ports:
+            with contextlib.suppress(DockyardError):
+                await asyncio.to_thread(self.networks.firewall.remove_ports, rec.id)
         self._index_remove(rec.id)
         self._unmark(rec.id)
         for ep in rec.networks.values():

@@ -341,8 +341,16 @@ class ContainerService(Stopping, LiveRestore):
             rec.state.finished_at = _exited_at(info.get("exited_at"))
             delay = self._decide_restart(rec)  # status: restarting or exited
             rec.rootfs = ""
+            # the runtime's delete (in the shim) runs beside the network teardown, whose veth
+            # deletion mostly waits in the kernel (an RCU grace period, ~10 ms)
+            deleted = (asyncio.get_running_loop().create_task(run.shim.delete())
+                       if run is not None and self.endpoints is not None else None)
             if self.endpoints is not None:
-                await self.endpoints.teardown(rec)
+                try:
+                    await self.endpoints.teardown(rec)
+                finally:
+                    if deleted is not None and not deleted.done():
+                        await asyncio.wait([deleted])
             if self.volumes is not None:
                 self.volumes.after_stop(rec)
             self.store.save(rec)
@@ -351,7 +359,7 @@ class ContainerService(Stopping, LiveRestore):
             self.emit(rec, "die", {"exitCode": str(code), "execDuration": str(int(ran_for(rec)))})
             if run is not None:
                 with contextlib.suppress(Exception):
-                    await run.shim.delete()
+                    await (deleted if deleted is not None else run.shim.delete())
             shims.remove_state_dir(self.state_dir(cid))
             with contextlib.suppress(DockyardError):
                 unmount_all(self.cdir(rec.id) / "rootfs", detach=True)

@@ -131,6 +131,17 @@ class Cgroup:
         for d in self.dirs().values():
             _write(f"{d}/cgroup.procs", str(pid))
 
+    def join_self(self) -> None:
+        """Move the calling process in. On v1, a single-threaded caller writes ``0`` to ``tasks``:
+        moving only the current thread skips the kernel's global threadgroup lock, whose first
+        writer waits out an RCU grace period (~5-20 ms on every container start). For a process
+        of one thread that is the same move as ``cgroup.procs``."""
+        if self.v2 or len(os.listdir("/proc/self/task")) != 1:
+            self.join(os.getpid())
+            return
+        for d in self.dirs().values():
+            _write(f"{d}/tasks", "0")
+
     def exists(self) -> bool:
         return any(os.path.isdir(d) for d in self.dirs().values())
 

@@ -219,7 +219,7 @@ def create_child(spec: dict[str, Any], bundle: str, fifo: str, cgroup: Cgroup,
     """
     try:
         os.chdir(bundle)  # relative bind sources are relative to the bundle, as with runc
-        cgroup.join(os.getpid())
+        cgroup.join_self()
         linux = spec.get("linux") or {}
         proc = spec["process"]
         wanted = namespaces.parse(linux.get("namespaces") or [])
@@ -358,7 +358,7 @@ def exec_child(init_pid: int, proc: dict[str, Any], cgroup: Cgroup, sync_w: int,
     ``sec`` is compiled by the caller before the fork: after setns(mnt) libseccomp cannot be loaded.
     """
     try:
-        cgroup.join(os.getpid())
+        cgroup.join_self()
         apply_limits(proc)  # before a user namespace takes our host capabilities (see create_child)
         namespaces.join_process(init_pid, [*namespaces.NAMESPACES, "user"])
         pid = os.fork()

@@ -7,7 +7,6 @@ Nothing here contacts anything but loopback; every process and directory it star
 
 from __future__ import annotations
 
-import http.client
 import json
 import os
 import shutil
@@ -28,6 +27,7 @@ for _p in (ROOT / "src", ROOT):
         sys.path.insert(0, str(_p))
 
 from tests.cleanup import unmount_under  # noqa: E402
+from tests.unixhttp import UnixHTTPConnection  # noqa: E402
 
 BIN = Path(sys.executable).parent
 RESULTS = HERE / "results"
@@ -242,21 +242,6 @@ def _terminate(p: subprocess.Popen[bytes]) -> None:
     except subprocess.TimeoutExpired:
         p.kill()
         p.wait()
-
-
-class UnixHTTPConnection(http.client.HTTPConnection):
-    """HTTP/1.1 over a unix socket; keep-alive as http.client does it (reconnects when the server
-    closes)."""
-
-    def __init__(self, path: Path, timeout: float = 60) -> None:
-        super().__init__("localhost", timeout=timeout)
-        self.unix_path = str(path)
-
-    def connect(self) -> None:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.settimeout(self.timeout)
-        sock.connect(self.unix_path)
-        self.sock = sock
 
 
 def api_call(sock: Path, method: str, path: str, body: object | None = None) -> bytes:

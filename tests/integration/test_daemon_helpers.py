@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import http.client
 import json
-import socket
 import subprocess
 import sys
 import time
@@ -14,20 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from tests.cleanup import stop_and_clean
+from tests.unixhttp import UnixHTTPConnection
 
 DOCKYARDD = str(Path(sys.executable).parent / "dockyardd")
-
-
-class UnixHTTPConnection(http.client.HTTPConnection):
-    def __init__(self, path: Path, timeout: float = 30) -> None:
-        super().__init__("docker", timeout=timeout)
-        self.unix_path = str(path)
-
-    def connect(self) -> None:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.settimeout(self.timeout)
-        sock.connect(self.unix_path)
-        self.sock = sock
 
 
 @dataclass

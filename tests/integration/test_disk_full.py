@@ -15,7 +15,6 @@ be spooled) it is a 500 — moby has no error category for ENOSPC and answers it
 from __future__ import annotations
 
 import contextlib
-import http.client
 import io
 import json
 import os
@@ -31,6 +30,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import BIN, LiveDaemon, free_port, start_daemon, stop_daemon, unique
+from tests.unixhttp import UnixHTTPConnection as _UnixHTTP
 
 pytestmark = [pytest.mark.root, pytest.mark.timeout(900)]
 
@@ -98,18 +98,6 @@ class Filler:
 
 
 # ------------------------------------------------------------------------------- raw API calls
-
-class _UnixHTTP(http.client.HTTPConnection):
-    def __init__(self, path: Path, timeout: float) -> None:
-        super().__init__("localhost", timeout=timeout)
-        self.unix_path = str(path)
-
-    def connect(self) -> None:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.settimeout(self.timeout)
-        sock.connect(self.unix_path)
-        self.sock = sock
-
 
 def api(d: LiveDaemon, method: str, path: str, body: bytes | None = None,
         headers: dict[str, str] | None = None, timeout: float = 180) -> tuple[int, bytes]:

@@ -4,7 +4,6 @@ blocking the daemon or growing its memory."""
 
 from __future__ import annotations
 
-import http.client
 import json
 import socket
 import threading
@@ -19,19 +18,9 @@ import docker
 import pytest
 
 from tests.conftest import LiveDaemon, restart_daemon, start_daemon, stop_daemon, unique
+from tests.unixhttp import UnixHTTPConnection as _UnixHTTP
 
 pytestmark = pytest.mark.root
-
-
-class _UnixHTTP(http.client.HTTPConnection):
-    def __init__(self, path: Path) -> None:
-        super().__init__("localhost", timeout=60)
-        self._path = str(path)
-
-    def connect(self) -> None:
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.settimeout(60)
-        self.sock.connect(self._path)
 
 
 def api_events(d: LiveDaemon, accept: str = "", **query: str) -> tuple[int, list[dict[str, Any]], str]:

@@ -39,16 +39,21 @@ def unmount_under(root: Path) -> None:
         subprocess.run(["umount", "-l", target], check=False, capture_output=True)
 
 
-def stop_and_clean(proc: subprocess.Popen[bytes], exec_root: Path, data_root: Path) -> None:
-    """SIGTERM a daemon (SIGKILL after 30 s), then kill what it left running under ``exec_root``,
-    unmount both roots and remove the exec root."""
+def stop_process(proc: subprocess.Popen[bytes], grace: float = 10) -> None:
+    """SIGTERM ``proc`` if it still runs, SIGKILL after ``grace`` seconds; reaped either way."""
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
         try:
-            proc.wait(30)
+            proc.wait(grace)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+def stop_and_clean(proc: subprocess.Popen[bytes], exec_root: Path, data_root: Path) -> None:
+    """SIGTERM a daemon (SIGKILL after 30 s), then kill what it left running under ``exec_root``,
+    unmount both roots and remove the exec root."""
+    stop_process(proc, 30)
     kill_processes_naming(exec_root)
     unmount_under(data_root)
     unmount_under(exec_root)

@@ -129,14 +129,17 @@ def _wait_up(d: LiveDaemon) -> LiveDaemon:
     raise AssertionError(f"dockyardd did not come up: {log.read_text()[-3000:]}")
 
 
-def stop_daemon(d: LiveDaemon) -> None:
-    """Remove every container, stop the daemon, and leave no mount, cgroup or file behind."""
+def stop_daemon(d: LiveDaemon, host_network: bool = True) -> None:
+    """Remove every container, stop the daemon, and leave no mount, cgroup or file behind.
+    ``host_network=False``: its bridges and nft table are not looked for on the host (a daemon
+    in a network namespace of its own, whose links go with the namespace)."""
     if d.proc.poll() is None:
         ids = d.cli("ps", "-aq", check=False).stdout.split()
         if ids:
             d.cli("rm", "-f", *[i.decode() for i in ids], check=False, timeout=120)
     stop_and_clean(d.proc, d.exec_root, d.data_root)
-    remove_network_leftovers(d.proc.args, d.data_root)  # type: ignore[arg-type]
+    if host_network:
+        remove_network_leftovers(d.proc.args, d.data_root)  # type: ignore[arg-type]
     shutil.rmtree(d.data_root, ignore_errors=True)
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.cleanup import stop_process
 from tests.conftest import BIN, free_port
 
 CI = os.environ.get("CI") == "true"
@@ -82,13 +83,7 @@ class Registry:
             return list(json.loads(resp.read())["tags"] or [])
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
+        stop_process(self.proc)
 
 
 @pytest.fixture

@@ -10,15 +10,13 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.cleanup import stop_and_clean
-from tests.conftest import IS_ROOT, LiveDaemon, _wait_up, daemon_argv
+from tests.conftest import IS_ROOT, LiveDaemon, _wait_up, daemon_argv, stop_daemon
 from tests.fuzz.harness import Fuzzer, Stats
 
 SCALE = float(os.environ.get("DOCKYARD_FUZZ_SCALE", "1") or "1")
@@ -49,15 +47,10 @@ def start_netns_daemon(base: Path) -> LiveDaemon:
 
 
 def stop_netns_daemon(d: LiveDaemon) -> None:
-    """Remove every container, stop the daemon, unmount and remove its roots. Its bridges, veths
-    and nftables table live in its network namespace, which goes away with its last process
-    (the host's ``ip``/``nft`` are never pointed at names a fuzzed request chose)."""
-    if d.proc.poll() is None:
-        ids = d.cli("ps", "-aq", check=False).stdout.split()
-        if ids:
-            d.cli("rm", "-f", *[i.decode() for i in ids], check=False, timeout=120)
-    stop_and_clean(d.proc, d.exec_root, d.data_root)
-    shutil.rmtree(d.data_root, ignore_errors=True)
+    """As every test daemon stops, except that its bridges, veths and nftables table live in its
+    network namespace, which goes away with its last process (the host's ``ip``/``nft`` are never
+    pointed at names a fuzzed request chose)."""
+    stop_daemon(d, host_network=False)
 
 
 @pytest.fixture(scope="session")

@@ -29,6 +29,7 @@ from typing import Any
 
 import pytest
 
+from tests.cleanup import stop_process
 from tests.conftest import BIN, LiveDaemon, free_port, start_daemon, stop_daemon, unique
 from tests.unixhttp import UnixHTTPConnection as _UnixHTTP
 
@@ -179,13 +180,7 @@ class Registry:
         raise AssertionError("registry did not come up")
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc)
 
 
 # ------------------------------------------------------------------------------- the test

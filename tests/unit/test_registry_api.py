@@ -23,6 +23,8 @@ from typing import Any
 
 import pytest
 
+from tests.cleanup import stop_process
+
 DOCKYARD = str(Path(sys.executable).parent / "dockyard")
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
@@ -73,13 +75,7 @@ class Registry:
             raise AssertionError(f"registry did not start: {self.log.read_text()}")
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc)
         self._log_file.close()
 
     def request(self, method: str, path: str, body: bytes | None = None,

@@ -6,6 +6,7 @@ import argparse
 import grp
 import ipaddress
 import json
+import logging
 import re
 import shutil
 import sys
@@ -25,6 +26,16 @@ DEFAULT_RUNTIME = "dockyard-runtime"
 # group given the API socket (root:<group> 0660) when it exists on the host; else root only
 DEFAULT_GROUP = "dockyard"
 LOG_LEVELS = ("debug", "info", "warn", "error", "fatal")
+_LEVEL_NUMBERS = {"debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING,
+                  "error": logging.ERROR, "fatal": logging.CRITICAL}
+
+
+def apply_log_level(level: str) -> None:
+    """The root logger at ``level``; third-party libraries that log every netlink message at
+    debug stay at warnings (at start and on every reload)."""
+    logging.getLogger().setLevel(_LEVEL_NUMBERS[level])
+    for noisy in ("pyroute2", "asyncio"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, _LEVEL_NUMBERS[level]))
 
 # config-file key → argparse dest; everything else in the file is refused.
 _FILE_KEYS = {

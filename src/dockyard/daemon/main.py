@@ -10,12 +10,9 @@ import socket
 import sys
 import time
 
-from dockyard.daemon.config import load_config
+from dockyard.daemon.config import apply_log_level, load_config
 from dockyard.daemon.server import serve
 from dockyard.errors import DockyardError
-
-_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING,
-           "error": logging.ERROR, "fatal": logging.CRITICAL}
 
 
 class _Formatter(logging.Formatter):
@@ -92,10 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     handler.setFormatter(_Formatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(_LEVELS[cfg.log_level])
-    # third-party libraries log every netlink message at debug: keep them to warnings
-    for noisy in ("pyroute2", "asyncio"):
-        logging.getLogger(noisy).setLevel(max(logging.WARNING, _LEVELS[cfg.log_level]))
+    apply_log_level(cfg.log_level)
     try:
         asyncio.run(serve(cfg))
     except DockyardError as exc:

@@ -11,13 +11,11 @@ import dataclasses
 import logging
 from typing import Any
 
-from dockyard.daemon.config import RELOADABLE, DaemonConfig, load_config
+from dockyard.daemon.config import RELOADABLE, DaemonConfig, apply_log_level, load_config
 from dockyard.errors import DockyardError
 
 log = logging.getLogger("dockyard.daemon")
 
-_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING,
-           "error": logging.ERROR, "fatal": logging.CRITICAL}
 # start-up only, or facts of this run rather than settings
 _NOT_COMPARED = {"argv", "detach", "log_file", "extra", "socket_gid"}
 # DaemonConfig field -> the EngineConfig field it feeds
@@ -47,7 +45,7 @@ def reload_config(cfg: DaemonConfig, engine: Any) -> list[str]:
         if name in _ENGINE_FIELDS:
             setattr(engine.config, _ENGINE_FIELDS[name], value)
         elif name == "log_level":
-            logging.getLogger().setLevel(_LEVELS[value])
+            apply_log_level(value)
     if restart:
         log.warning("configuration changes that take effect only after a restart: %s",
                     ", ".join(n.replace("_", "-") for n in restart))

@@ -5,16 +5,19 @@ imports it on every run."""
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from dockyard.record import Record
 
 COMMON, MANAGEMENT, OTHER = "common", "management", "other"
 
 
-class Command(NamedTuple):
-    path: str                 # canonical path: "container run"
-    usage: str                # what follows "[OPTIONS]" in the usage line ("" for none)
-    description: str          # one line, no final full stop
-    aliases: tuple[str, ...]  # every path that runs it, the canonical one first (empty: no alias)
+class Command(Record):
+    __slots__ = ("aliases", "description", "path", "usage")
+
+    def __init__(self, path: str, usage: str, description: str, aliases: tuple[str, ...]) -> None:
+        self.path = path                # canonical path: "container run"
+        self.usage = usage              # what follows "[OPTIONS]" in the usage line ("" for none)
+        self.description = description  # one line, no final full stop
+        self.aliases = aliases          # every path that runs it, the canonical one first (empty: no alias)
 
 
 def _c(path: str, usage: str, description: str, *aliases: str) -> Command:

@@ -11,10 +11,13 @@ import os
 import signal
 import sys
 from collections.abc import Callable, Iterator
-from typing import Any
 
 from dockyard.client.api import Client
 from dockyard.client.stream import Pump
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing costs ~2 ms to import on every CLI run
+    from typing import Any
 
 
 def terminal_size() -> tuple[int, int] | None:

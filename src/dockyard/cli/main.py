@@ -5,13 +5,16 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable
-from typing import Any
 
 from dockyard import errors
 from dockyard.cli.commit import COMMIT_CMDS
 from dockyard.cli.helptext import DockyardParser, _subparsers, unknown_command
 
-Handler = Callable[[Any, argparse.Namespace], int]
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing costs ~2 ms to import on every CLI run
+    from typing import Any
+
+    Handler = Callable[[Any, argparse.Namespace], int]
 
 
 def _lazy(module: str, name: str) -> Handler:

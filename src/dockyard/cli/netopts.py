@@ -7,16 +7,18 @@ maps). Pure functions; the error texts are Docker's."""
 from __future__ import annotations
 
 import argparse
-import csv
 import functools
 import re
 from collections.abc import Callable, Iterable
-from typing import Any, TypeVar
 
 from dockyard.cli.formatting import go_quote
 from dockyard.errors import InvalidArgument
 
-T = TypeVar("T")
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing costs ~2 ms to import on every CLI run
+    from typing import Any, TypeVar
+
+    T = TypeVar("T")
 HOST_GATEWAY = "host-gateway"
 _HEX = set("0123456789abcdefABCDEF")
 
@@ -223,8 +225,8 @@ def dns_search(value: str) -> str:
 
 def localhost_dns_warning(servers: Iterable[str]) -> str:
     """The warning docker's create adds for a loopback --dns (resolved in the container, not the host)."""
-    import ipaddress
     for server in servers:
+        import ipaddress  # here: no --dns, no import
         if parse_ip(server) is not None and ipaddress.ip_address(server).is_loopback:
             return f"Localhost DNS ({server}) may fail in containers."
     return ""
@@ -273,6 +275,7 @@ _LONG_SYNTAX = r"\w+=\w+(,\w+=\w+)*"  # compiled on first use (re caches it), no
 def parse_network(value: str) -> Attachment:
     if not re.search(_LONG_SYNTAX, value, re.ASCII):
         return Attachment(value)
+    import csv  # here: only the long --network syntax needs it
     att = Attachment("")
     for item in next(csv.reader([value]), []):
         key, sep, val = item.lower().partition("=")  # docker lower-cases the whole field

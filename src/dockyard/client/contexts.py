@@ -89,7 +89,7 @@ class Context(NamedTuple):  # not a dataclass: loaded on the way to every comman
         from dockyard.client.tls import TLSSettings
         settings = TLSSettings(verify=not self.skip_tls_verify, cacert=self.tls.get("ca", ""),
                                cert=self.tls.get("cert", ""), key=self.tls.get("key", ""))
-        return host._replace(tls=settings)
+        return host.with_tls(settings)
 
     def inspect(self) -> dict[str, Any]:
         """``docker context inspect``'s JSON for this context."""

@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import socket
 import struct
-import threading
 from collections.abc import Callable, Iterator
 
 from dockyard.errors import Internal
@@ -88,7 +87,8 @@ def socket_chunks(sock: socket.socket, initial: bytes = b"") -> Iterator[bytes]:
 
 
 class Pump:
-    """Moves bytes between a hijacked socket and local fds on daemon threads.
+    """Moves bytes between a hijacked socket and local fds: the output in the thread that calls
+    ``wait()`` (blocking reads there still let signal handlers run), stdin on a daemon thread.
 
     ``wait()`` returns when the output side ends (the container's streams closed), which is
     what ends ``docker run``/``attach`` even if stdin is still open.
@@ -100,25 +100,14 @@ class Pump:
         self.sock = sock
         self.tty = tty
         self.error: str | None = None
-        self._done = threading.Event()
-        self._out = threading.Thread(
-            target=self._output, args=(initial, out_fd, err_fd), daemon=True, name="pump-out")
-        self._in = threading.Thread(target=self._input, args=(in_fd,), daemon=True, name="pump-in") \
-            if stdin else None
+        self._initial, self._out_fd, self._err_fd, self._in_fd = initial, out_fd, err_fd, in_fd
+        self._stdin = stdin
         self._on_eof = on_stdin_eof
 
     def start(self) -> None:
-        self._out.start()
-        if self._in is not None:
-            self._in.start()
-
-    def _output(self, initial: bytes, out_fd: int, err_fd: int) -> None:
-        try:
-            self.error = copy_output(socket_chunks(self.sock, initial), self.tty, out_fd, err_fd)
-        except OSError:
-            pass
-        finally:
-            self._done.set()
+        if self._stdin:
+            import threading  # here: a run without -i has no thread to start (~1 ms of import)
+            threading.Thread(target=self._input, args=(self._in_fd,), daemon=True, name="pump-in").start()
 
     def _input(self, in_fd: int) -> None:
         try:
@@ -137,13 +126,13 @@ class Pump:
         if self._on_eof is not None:
             self._on_eof()
 
-    def wait(self, timeout: float | None = None) -> bool:
-        """Wait in short slices so the main thread stays free for signal handlers."""
-        if timeout is not None:
-            return self._done.wait(timeout)
-        while not self._done.wait(0.2):
+    def wait(self) -> None:
+        """Copy the output until it ends."""
+        try:
+            self.error = copy_output(socket_chunks(self.sock, self._initial), self.tty, self._out_fd,
+                                     self._err_fd)
+        except OSError:
             pass
-        return True
 
     def close(self) -> None:
         try:

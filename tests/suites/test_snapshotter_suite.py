@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from dockyard.errors import AlreadyExists, FailedPrecondition, NotFound
+from dockyard.errors import AlreadyExists, FailedPrecondition, Internal, NotFound
 from dockyard.mount import Mount, mount_all, unmount_all
 from dockyard.snapshots import SnapshotInfo, Snapshotter
 
@@ -98,6 +98,59 @@ def test_remove_refuses_parents(sn: Snapshotter) -> None:
     sn.remove("base")
     assert not base_dir.exists()
     assert list(sn.walk()) == []
+
+
+def test_prepare_on_layer_is_prepare_fill_commit_prepare(sn: Snapshotter) -> None:
+    _layer(sn, "l1", None, {"a": "1"})
+    _layer(sn, "l2", "l1", {"b": "2"})
+    seen: list[list[Path]] = []
+
+    def fill(upper: Path, lowers: list[Path]) -> None:
+        seen.append(lowers)
+        (upper / "stub").write_text("")
+
+    mounts = sn.prepare_on_layer("ctr", "ctr-init", "l2", fill)
+    assert seen == [[sn.upper_dir("l2"), sn.upper_dir("l1")]]   # what an active snapshot on l2 lowers
+    assert sn.stat("ctr-init") == SnapshotInfo("ctr-init", "l2", "committed")
+    assert sn.stat("ctr") == SnapshotInfo("ctr", "ctr-init", "active")
+    assert (sn.upper_dir("ctr-init") / "stub").exists()
+    assert not (sn.upper_dir("ctr-init").parent / "work").exists()   # committed: read-only
+    assert sn.mounts("ctr") == mounts
+    opts = dict(o.split("=", 1) for o in mounts[0].options if "=" in o)
+    assert opts["lowerdir"] == f"{sn.upper_dir('ctr-init')}:{sn.upper_dir('l2')}:{sn.upper_dir('l1')}"
+    with pytest.raises(AlreadyExists):
+        sn.prepare_on_layer("ctr", "other-init", "l2", fill)
+    with pytest.raises(AlreadyExists):
+        sn.prepare_on_layer("other", "ctr-init", "l2", fill)
+    with pytest.raises(NotFound):
+        sn.prepare_on_layer("other", "other-init", "missing", fill)
+    assert sorted(i.key for i in sn.walk()) == ["ctr", "ctr-init", "l1", "l2"]
+
+
+def test_prepare_on_layer_leaves_nothing_when_fill_fails(sn: Snapshotter) -> None:
+    _layer(sn, "base", None, {})
+    before = sorted(p.name for p in sn.root.iterdir())
+
+    def fill(upper: Path, lowers: list[Path]) -> None:
+        (upper / "half").write_text("")
+        raise OSError(28, "No space left on device")
+
+    with pytest.raises(Internal, match="No space"):
+        sn.prepare_on_layer("ctr", "ctr-init", "base", fill)
+    assert sorted(i.key for i in sn.walk()) == ["base"]
+    assert sorted(p.name for p in sn.root.iterdir()) == before
+
+
+def test_remove_all_children_first_skips_missing(sn: Snapshotter) -> None:
+    _layer(sn, "base", None, {})
+    sn.prepare_on_layer("ctr", "ctr-init", "base", lambda upper, lowers: None)
+    dirs = [sn.upper_dir(k).parent for k in ("ctr", "ctr-init")]
+    with pytest.raises(FailedPrecondition, match="children"):   # nothing removed: one transaction
+        sn.remove_all(["ctr-init", "ctr"])
+    assert sorted(i.key for i in sn.walk()) == ["base", "ctr", "ctr-init"]
+    sn.remove_all(["ctr", "ctr-init", "ctr-init-rw"])
+    assert [i.key for i in sn.walk()] == ["base"]
+    assert not any(d.exists() for d in dirs)
 
 
 def test_mount_shapes(sn: Snapshotter) -> None:

@@ -122,3 +122,57 @@ def test_seccomp_actions_and_conditions() -> None:
     assert seccomp.condition_sets([]) == [[]]
     assert seccomp.condition_sets([a0, a1]) == [[a0, a1]]  # distinct args: AND in one rule
     assert seccomp.condition_sets([a0, a0b]) == [[a0], [a0b]]  # same arg twice: OR, one rule each
+
+
+def test_run_inline_reports_what_main_prints(tmp_path: Path) -> None:
+    """The shim host runs start/kill/delete of the built-in runtime in its own process: same
+    outcome and message as the forked ``main``, never for other commands."""
+    from dockyard.runtime.cli import run_inline
+
+    root = str(tmp_path / "root")
+    assert run_inline(["--root", root, "delete", "--force", "nosuch"]) is None
+    assert "does not exist" in (run_inline(["--root", root, "delete", "nosuch"]) or "")
+    assert "does not exist" in (run_inline(["--root", root, "start", "nosuch"]) or "")
+    assert "cannot run inline" in (run_inline(["--root", root, "state", "nosuch"]) or "")
+    log = tmp_path / "runtime.log"
+    assert run_inline(["--root", root, "--log", str(log), "kill", "nosuch"]) is not None
+    assert "does not exist" in log.read_text()
+
+
+def test_shim_runtime_inline_and_forked_fail_alike(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    from dockyard.errors import Internal
+    from dockyard.shim.ocicli import Runtime
+
+    # the forked runtime writes its error to fd 2, as in the shim host (not to pytest's capture)
+    stderr = open(2, "w", closefd=False)  # noqa: SIM115
+    monkeypatch.setattr(sys, "stderr", stderr)
+    path = str(Path(sys.executable).with_name("dockyard-runtime"))
+    messages = []
+    for inline in (True, False):
+        rt = Runtime(path, str(tmp_path / "root"), str(tmp_path), "nosuch")
+        assert rt.builtin
+        rt.inline = inline
+        with pytest.raises(Internal) as err:
+            rt.run("delete", "nosuch")
+        messages.append(str(err.value))
+        rt.run("delete", "--force", "nosuch")
+    assert messages[0] == messages[1]
+    assert messages[0].startswith("runtime delete failed: dockyard-runtime: container does not exist")
+
+
+def test_bundle_config_from_memory_only_while_the_file_is_unchanged(tmp_path: Path) -> None:
+    from dockyard.runtime import cli
+
+    path = tmp_path / "config.json"
+    path.write_text('{"a": 1}')
+    cli.remember_config(str(path), cli.file_identity(os.stat(path)), {"a": "from memory"})
+    try:
+        assert cli._bundle_config(str(path)) == {"a": "from memory"}
+        tmp = tmp_path / "new.json"
+        tmp.write_text('{"a": 2}')
+        os.replace(tmp, path)   # how the engine rewrites it
+        assert cli._bundle_config(str(path)) == {"a": 2}
+    finally:
+        cli._known_config = None

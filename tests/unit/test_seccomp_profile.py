@@ -357,3 +357,12 @@ def test_runtime_filter_cache_round_trip(tmp_path: Path) -> None:
     entry.write_bytes(b"\0" * 5)
     third = rt.Filter(default_profile(list(DEFAULT_CAPS)), str(tmp_path))
     assert third._program.raw == first._program.raw
+
+
+def test_default_profile_cached_but_fresh_per_call() -> None:
+    caps = list(DEFAULT_CAPS)
+    a, b = seccomp.default_profile(caps), seccomp.default_profile(caps)
+    assert a == b and a is not b
+    a["syscalls"].clear()   # a caller may change its copy
+    assert seccomp.default_profile(caps) == b
+    assert seccomp.default_profile(caps) == seccomp.resolve(seccomp.docker_default(), caps)

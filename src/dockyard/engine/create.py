@@ -152,12 +152,14 @@ def validate_host_config(host: HostConfig, cfg: ContainerConfig, ncpu: int) -> l
     return warnings
 
 
-def _atomic_write(path: Path, text: str, mode: int = 0o644) -> None:
+def _atomic_write(path: Path, text: str, mode: int = 0o644, durable: bool = True) -> None:
+    """Readers see the old file or the new one; ``durable``: also after a power loss (fsync)."""
     tmp = path.with_name(f".{path.name}.tmp")
     with open(tmp, "w") as f:
         f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
+        if durable:
+            f.flush()
+            os.fsync(f.fileno())
     os.chmod(tmp, mode)
     os.replace(tmp, path)
 
@@ -222,10 +224,13 @@ def write_container_files(cdir: Path, hostname: str, host: HostConfig) -> dict[s
     (cdir / "rootfs").mkdir(mode=0o755)
     paths = {"hostname": cdir / "hostname", "hosts": cdir / "hosts", "resolv.conf": cdir / "resolv.conf"}
     _atomic_write(paths["hostname"], hostname + "\n")
+    # hosts and resolv.conf are written afresh before every start (Endpoints.prepare): what a
+    # power loss leaves of these first versions is never what a container sees, so no fsync
     _atomic_write(paths["hosts"], hosts_file(hostname, [e for e in host.extra_hosts
-                                                        if not e.endswith(":host-gateway")]))
+                                                        if not e.endswith(":host-gateway")]), durable=False)
     _atomic_write(paths["resolv.conf"],
-                  resolv_conf(Path("/etc/resolv.conf"), host.dns, host.dns_search, host.dns_options))
+                  resolv_conf(Path("/etc/resolv.conf"), host.dns, host.dns_search, host.dns_options),
+                  durable=False)
     return paths
 
 

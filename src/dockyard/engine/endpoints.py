@@ -145,13 +145,15 @@ class Endpoints:
         ep.endpoint_id = secrets.token_hex(32)
 
     def _write_files(self, rec: ContainerRecord) -> None:
+        """Written before every start (never fsynced: a power loss cannot leave a container to
+        read a torn file, as the next start writes them again before it runs)."""
         host = rec.host_config
         mode = primary_network(host)
         if mode.startswith("container:"):   # the joined container's files, as Docker does
             target = self.store.get(mode.split(":", 1)[1])
             for src, dst in ((target.hosts_path, rec.hosts_path), (target.resolv_conf_path, rec.resolv_conf_path)):
                 if src and dst:
-                    atomic_write(Path(dst), Path(src).read_text())
+                    atomic_write(Path(dst), Path(src).read_text(), durable=False)
             return
         own = [ep.ip_address for ep in rec.networks.values() if ep.ip_address][:1] + \
               [ep.ipv6_address for ep in rec.networks.values() if ep.ipv6_address][:1]
@@ -160,9 +162,10 @@ class Endpoints:
         link_lines = self._link_lines(rec) if mode == "bridge" else []
         if rec.hosts_path:
             atomic_write(Path(rec.hosts_path), hosts_file(names, host.extra_hosts, own or None,
-                                                          self.networks.gateway_ip(), link_lines))
+                                                          self.networks.gateway_ip(), link_lines),
+                         durable=False)
         if rec.resolv_conf_path:
-            atomic_write(Path(rec.resolv_conf_path), self._resolv(rec))
+            atomic_write(Path(rec.resolv_conf_path), self._resolv(rec), durable=False)
 
     def _link_lines(self, rec: ContainerRecord) -> list[str]:
         """``--link name:alias`` on the default bridge: the target's address under both names."""

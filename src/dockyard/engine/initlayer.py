@@ -9,13 +9,12 @@ container's upper dir holds only what its processes changed. We do the same.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import stat
 from pathlib import Path
 from typing import Any
 
-from dockyard.errors import DockyardError, Internal
+from dockyard.errors import Internal
 
 # Docker's list (daemon/initlayer): directories, empty files, and the /etc/mtab symlink.
 _DIRS = ("dev/pts", "dev/shm", "proc", "sys")
@@ -28,41 +27,15 @@ def init_key(container_key: str) -> str:
 
 
 def prepare(snapshots: Any, container_key: str, parent: str | None) -> None:
-    """Create the committed init layer on ``parent`` and the container's active snapshot on it."""
-    init = init_key(container_key)
-    work = f"{init}-rw"
-    snapshots.prepare(work, parent)
-    try:
-        lowers = _lower_dirs(snapshots, work)
-        populate(snapshots.upper_dir(work), lowers)
-        snapshots.commit(init, work)
-    except BaseException:
-        with contextlib.suppress(DockyardError, OSError):
-            snapshots.remove(work)
-        raise
-    try:
-        snapshots.prepare(container_key, init)
-    except BaseException:
-        with contextlib.suppress(DockyardError, OSError):
-            snapshots.remove(init)
-        raise
+    """Create the committed init layer on ``parent`` and the container's active snapshot on it
+    (one metadata transaction: both exist afterwards, or neither)."""
+    snapshots.prepare_on_layer(container_key, init_key(container_key), parent, populate)
 
 
 def remove(snapshots: Any, container_key: str) -> None:
-    """Remove the container's snapshot and its init layer (either may already be gone)."""
-    for key in (container_key, init_key(container_key), f"{init_key(container_key)}-rw"):
-        if snapshots.exists(key):
-            snapshots.remove(key)
-
-
-def _lower_dirs(snapshots: Any, key: str) -> list[Path]:
-    """The read-only layers under ``key``, topmost first (from its overlay mount options)."""
-    out: list[Path] = []
-    for mount in snapshots.mounts(key):
-        for opt in mount.options:
-            if opt.startswith("lowerdir="):
-                out.extend(Path(p) for p in opt[len("lowerdir="):].split(":"))
-    return out
+    """Remove the container's snapshot and its init layer (either may already be gone; a
+    ``-init-rw`` work snapshot is what older versions left when a crash cut ``prepare`` short)."""
+    snapshots.remove_all([container_key, init_key(container_key), f"{init_key(container_key)}-rw"])
 
 
 def _lookup(lowers: list[Path], rel: str) -> os.stat_result | None:

@@ -155,11 +155,15 @@ class ContainerService(Stopping, LiveRestore):
             host.init = False
         if not host.cgroupns_mode:  # dockerd's default: private on cgroup v2, host on v1
             host.cgroupns_mode = "private" if cgroup_version() == "2" else "host"
-        # unpacking may extract layers for seconds: keep the event loop free (the stores are thread-safe)
-        top = base[2] if base is not None else await asyncio.get_running_loop().run_in_executor(
-            None, self.images.unpack, image_id)
         key = f"container-{cid}"
-        await asyncio.get_running_loop().run_in_executor(None, initlayer.prepare, self.snapshots, key, top)
+
+        def filesystem() -> None:
+            top = base[2] if base is not None else self.images.unpack(image_id)
+            initlayer.prepare(self.snapshots, key, top)
+
+        # unpacking may extract layers for seconds: keep the event loop free (the stores are
+        # thread-safe); one trip to the thread pool for both steps
+        await asyncio.get_running_loop().run_in_executor(None, filesystem)
         cdir = self.cdir(cid)
         # no await from here to the insert: no other create can take the same --userns=auto range
         id_range = userns.choose_range(host, self.remap, lambda: [
@@ -223,13 +227,15 @@ class ContainerService(Stopping, LiveRestore):
                                               f"'{mp.source}': {exc.strerror}") from exc
             if rec.config.working_dir:
                 make_dirs(rootfs, rec.config.working_dir, *userns.host_ids(rec.id_range, user.uid, user.gid))
-            if self.volumes is not None:
+            if self.volumes is not None and any(mp.type == "volume" for mp in rec.mounts):
                 await asyncio.get_running_loop().run_in_executor(None, self.volumes.before_start, rec, rootfs)
             if self.endpoints is not None:
                 self.endpoints.prepare(rec)
             spec = build_spec(rec, rootfs=rootfs, user=user, cgroup_parent=self.config.cgroup_parent,
                               joined=self._joined_namespaces(rec))
-            atomic_write(cdir / "config.json", json.dumps(spec, indent=1))
+            # not fsynced: it is written afresh before every start and read only by the runtime
+            # and execs of this run (compact: json's C encoder, not its Python indenting one)
+            atomic_write(cdir / "config.json", json.dumps(spec, separators=(",", ":")), durable=False)
             state_dir = self.state_dir(rec.id)
             shims.remove_state_dir(state_dir)
             state_dir.mkdir(parents=True, mode=0o700)
@@ -252,7 +258,8 @@ class ContainerService(Stopping, LiveRestore):
                                                   stderr=session.want_stderr))
             started_at = now_rfc3339()
             await shim.start()
-            state = await shim.state()
+            # the init's pid came with the shim's ready record; ask only a shim that did not say
+            pid = shim.pid or int((await shim.state()).get("pid", 0))
         except BaseException as exc:
             code = getattr(exc, "exit_code", None)
             if shim is not None:
@@ -282,7 +289,7 @@ class ContainerService(Stopping, LiveRestore):
                     task.add_done_callback(self._background.discard)
             raise
         rec.state.status = "running"
-        rec.state.pid = int(state.get("pid", 0)) if isinstance(state, dict) else 0
+        rec.state.pid = pid
         rec.state.exit_code = 0
         rec.state.error = ""
         rec.state.oom_killed = False

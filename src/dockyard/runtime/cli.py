@@ -46,6 +46,34 @@ def _load_json(path: str, what: str) -> dict[str, Any]:
     return data
 
 
+# A bundle config the process that forks this runtime (the shim host) has read already:
+# (path, identity of the file it read, its JSON). ``create`` takes it from memory while the file
+# at that path is still the one read (a rewrite is a new file: atomic rename).
+_known_config: tuple[str, tuple[int, int, int, int], dict[str, Any]] | None = None
+
+
+def remember_config(path: str, identity: tuple[int, int, int, int], spec: dict[str, Any]) -> None:
+    """Offer ``spec``, read from ``path`` whose ``file_identity`` was ``identity``, to the next
+    ``create`` forked from this process."""
+    global _known_config
+    _known_config = (path, identity, spec)
+
+
+def file_identity(st: os.stat_result) -> tuple[int, int, int, int]:
+    return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns
+
+
+def _bundle_config(path: str) -> dict[str, Any]:
+    known = _known_config
+    if known is not None and known[0] == path:
+        try:
+            if file_identity(os.stat(path)) == known[1]:
+                return known[2]
+        except OSError:
+            pass
+    return _load_json(path, "bundle config")
+
+
 def _connect_console(path: str | None, terminal: bool) -> int | None:
     if not terminal:
         if path:
@@ -102,7 +130,7 @@ def _write_pid_file(path: str | None, pid: int) -> None:
 
 def cmd_create(root: str, args: Args) -> int:
     bundle = os.path.abspath(args.bundle)
-    spec = _load_json(os.path.join(bundle, "config.json"), "bundle config")
+    spec = _bundle_config(os.path.join(bundle, "config.json"))
     proc = spec.get("process") or {}
     if not proc.get("args"):
         raise InvalidArgument("process.args must not be empty")
@@ -400,15 +428,23 @@ COMMANDS = {
 def _log_error(args: Args | None, message: str) -> None:
     sys.stderr.write(f"dockyard-runtime: {message}\n")
     if args is not None and args.log:
-        try:
-            with open(args.log, "a") as f:
-                if args.log_format == "json":
-                    f.write(jsonio.dumps({"level": "error", "msg": message,
-                                        "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}) + "\n")
-                else:
-                    f.write(f"error: {message}\n")
-        except OSError:
-            pass
+        _log_file(args.log, args.log_format, message)
+
+
+def _log_file(path: str, log_format: str, message: str) -> None:
+    try:
+        with open(path, "a") as f:
+            if log_format == "json":
+                f.write(jsonio.dumps({"level": "error", "msg": message,
+                                    "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}) + "\n")
+            else:
+                f.write(f"error: {message}\n")
+    except OSError:
+        pass
+
+
+def _os_message(exc: OSError) -> str:
+    return f"{exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else "")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -419,5 +455,33 @@ def main(argv: list[str] | None = None) -> int:
     except DockyardError as exc:
         _log_error(args, str(exc))
     except OSError as exc:
-        _log_error(args, f"{exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else ""))
+        _log_error(args, _os_message(exc))
     return 1
+
+
+# Commands a caller that has this module imported (the shim host) may run in its own process
+# instead of a forked child: they only read the state dir, signal, open the exec fifo or remove
+# directories, and change nothing process-wide (no cwd, no signal dispositions, no stdio) — but
+# for the poststart/poststop hooks of a bundle that has them: run those bundles in a child.
+INLINE_COMMANDS = frozenset({"start", "kill", "delete"})
+
+
+def run_inline(argv: list[str]) -> str | None:
+    """``main(argv)`` for one of ``INLINE_COMMANDS`` in the calling process, without printing:
+    None on success, else the error message ``main`` would have printed (and logged to --log)."""
+    args: Args | None = None
+    try:
+        args = parse_args(argv)
+        if args.command not in INLINE_COMMANDS:
+            raise InvalidArgument(f"{args.command} cannot run inline")
+        code = COMMANDS[args.command](args.root, args)
+        message = None if code == 0 else f"exit status {code}"
+    except DockyardError as exc:
+        message = str(exc)
+    except OSError as exc:
+        message = _os_message(exc)
+    except Exception as exc:  # a bug here must fail this command, never the host
+        message = f"{type(exc).__name__}: {exc}"
+    if message is not None and args is not None and args.log:
+        _log_file(args.log, args.log_format, message)
+    return message

@@ -1,8 +1,10 @@
 """The runtime's per-container state directory: ``<root>/<id>/{state.json, exec.fifo}``.
 
-``state.json`` is written atomically (temp file, fsync, rename) so a concurrent ``state`` never reads
-half a file. The status is never stored: it is derived from the init pid, its start time (guards
-against pid reuse), the exec fifo (present until ``start``) and the freezer.
+``state.json`` is written atomically (temp file, rename) so a concurrent ``state`` never reads half
+a file. Not fsynced, as runc does not: the root lives under the exec root (``/run``), which holds
+what exists only while the machine is up — after a power loss every process it describes is gone.
+The status is never stored: it is derived from the init pid, its start time (guards against pid
+reuse), the exec fifo (present until ``start``) and the freezer.
 """
 
 from __future__ import annotations
@@ -49,21 +51,17 @@ def container_dir(root: str, container_id: str) -> str:
 
 
 def atomic_write(path: str, data: bytes, mode: int = 0o600) -> None:
+    """Readers see the old file or the new one, never a part (rename); no fsync (see above: the
+    state and pid files describe processes that do not outlive the machine)."""
     path = os.path.abspath(path)
     parent, name = os.path.split(path)
     tmp = os.path.join(parent, f".{name}.{os.getpid()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode)
     try:
         os.write(fd, data)
-        os.fsync(fd)
     finally:
         os.close(fd)
     os.rename(tmp, path)
-    dfd = os.open(parent, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(dfd)
-    finally:
-        os.close(dfd)
 
 
 def make_dir(root: str, container_id: str) -> str:

@@ -78,7 +78,11 @@ async def spawn(shim_argv_prefix: list[str], id: str, bundle: str | Path, state_
         argv.append("--stdin")
     if console_size:
         argv += ["--console-size", f"{console_size[0]},{console_size[1]}"]
-    launched = await host.launch(argv[len(shim_argv_prefix):], state.parent) if host is not None else None
+    hosted = await host.launch(argv[len(shim_argv_prefix):], state.parent) if host is not None else None
+    ready: dict[str, Any] | None = None
+    launched: tuple[int, str] | None = None
+    if hosted is not None:
+        launched, ready = hosted[:2], hosted[2]
     if launched is None:
         try:
             proc = await asyncio.create_subprocess_exec(
@@ -92,7 +96,8 @@ async def spawn(shim_argv_prefix: list[str], id: str, bundle: str | Path, state_
     if launched[0] != 0:
         msg = launched[1].strip().splitlines()
         raise errors.InvalidArgument(f"shim refused to start: {msg[-1] if msg else launched[0]}")
-    ready = await _wait_ready(state)
+    if ready is None:
+        ready = await _wait_ready(state)
     if "error" in ready:
         raise _error(ready)
     client = ShimClient(state)
@@ -113,9 +118,12 @@ class ShimHost:
         self._lock = asyncio.Lock()
         self.broken = False
 
-    async def launch(self, args: list[str], cwd: str | Path | None = None) -> tuple[int, str] | None:
+    async def launch(self, args: list[str], cwd: str | Path | None = None,
+                     ) -> tuple[int, str, dict[str, Any] | None] | None:
         """Start the shim ``dockyard-shim args`` would start, in the host: (status, stderr) of
-        the flag check. ``cwd`` (the shims' directory) is where a new host lives."""
+        the flag check, and after a 0 the shim's ready record (None if the host did not send
+        it: the caller then polls the ready file). ``cwd`` (the shims' directory) is where a new
+        host lives."""
         if self.broken:
             return None
         async with self._lock:
@@ -128,10 +136,26 @@ class ShimHost:
             except (OSError, ValueError, asyncio.IncompleteReadError):
                 reply = None
             if not isinstance(reply, dict) or int(reply.get("status", -1)) < 0:
-                self._let_go()  # a dead or confused host: exec shims from now on
-                self.broken = True
+                self._break()
                 return None
-            return int(reply["status"]), str(reply.get("stderr") or "")
+            status, stderr = int(reply["status"]), str(reply.get("stderr") or "")
+            if status != 0:
+                return status, stderr, None
+            # the host creates the container, then says so on the same line-oriented socket
+            try:
+                line = await asyncio.wait_for(reader.readline(), READY_TIMEOUT)
+                ready = json.loads(line).get("ready") if line else None
+            except (OSError, ValueError, AttributeError, TimeoutError):
+                ready = None
+            if not isinstance(ready, dict):  # the ready file still tells (or its absence)
+                self._break()
+                return status, stderr, None
+            return status, stderr, ready
+
+    def _break(self) -> None:
+        """A dead or confused host: exec shims from now on."""
+        self._let_go()
+        self.broken = True
 
     async def _ensure(self, cwd: str | Path | None) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         if self._conn is None:

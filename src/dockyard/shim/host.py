@@ -16,8 +16,9 @@ containers through their ``shim.sock`` as before — which process hosts a shim 
 
 The first process forks the host off and exits, so the host is nobody's child but its own
 session's (the daemon can neither kill it by accident nor leave it a zombie). Request: one JSON line, the shim's argv (without the program name). Reply: one JSON line
-``{"status": N, "stderr": "..."}``: 0 once the flags are accepted (the engine then waits for the
-shim's ``ready`` file, as with an exec'd shim), 2 with the reason for bad flags.
+``{"status": N, "stderr": "..."}``: 0 once the flags are accepted, 2 with the reason for bad flags;
+after a 0, a second line ``{"ready": {...}}`` once the container is created or failed: what the
+shim's ``ready`` file holds (the engine polls that file only for an exec'd shim).
 """
 
 from __future__ import annotations
@@ -34,6 +35,10 @@ from dockyard.runtime import jsonio
 from dockyard.shim import protocol as proto
 from dockyard.shim.reactor import Reactor
 from dockyard.shim.server import Options, Shim
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 PR_SET_CHILD_SUBREAPER = 36
 MAX_LOOP_ERRORS = 100
@@ -68,8 +73,9 @@ class Host:
                 shim.reaped(pid, status)
 
     # --------------------------------------------------------------------------------- start-up
-    def start(self, opts: Options) -> Shim | None:
-        """Create the container and serve it; the outcome goes to its ``ready`` file either way."""
+    def start(self, opts: Options, announce: Callable[[dict[str, object]], None] | None = None) -> Shim | None:
+        """Create the container and serve it; the outcome goes to its ``ready`` file either way,
+        and first to ``announce`` (the reply line to the daemon's request) when given."""
         os.makedirs(opts.state_dir, mode=0o700, exist_ok=True)
         log_fd = os.open(os.path.join(opts.state_dir, proto.LOG_FILE),
                          os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
@@ -99,9 +105,13 @@ class Host:
                 ready = {"error": f"shim: {exc}", "kind": "Internal"}
             with contextlib.suppress(DockyardError):  # leave no half-created container behind
                 shim.rt.run("delete", "--force", opts.id)
+            if announce is not None:
+                announce({"ready": ready})
             write_ready(opts.state_dir, ready)
             shim.close()
             return None
+        if announce is not None:
+            announce({"ready": {"pid": pid}})
         write_ready(opts.state_dir, {"pid": pid})
         return shim
 
@@ -192,8 +202,20 @@ class Requests:
         except (UsageError, ValueError) as exc:
             reply = {"status": 2, "stderr": f"dockyard-shim: {exc}\n"}
         self._reply(reply)
-        if opts is not None:
-            self.host.start(opts)
+        if opts is None:
+            return
+        announced = False
+
+        def announce(ready: dict[str, object]) -> None:
+            nonlocal announced
+            announced = True
+            self._reply(ready)
+
+        try:
+            self.host.start(opts, announce)
+        finally:  # the daemon waits for this line: never leave it without one
+            if not announced:
+                self._reply({"ready": {"error": "shim: the container could not be created", "kind": "Internal"}})
 
     def _reply(self, reply: dict[str, object]) -> None:
         data = (jsonio.dumps(reply) + "\n").encode()

@@ -17,7 +17,7 @@ from dockyard.errors import Conflict, DockyardError, Internal, InvalidArgument, 
 from dockyard.runtime import jsonio
 from dockyard.shim import protocol as proto
 from dockyard.shim.jsonlog import JSONLogWriter, format_time
-from dockyard.shim.ocicli import Runtime, console_listener, oom_killed, set_winsize
+from dockyard.shim.ocicli import Runtime, console_listener, oom_killed, preload_builtin_runtime, set_winsize
 from dockyard.shim.reactor import HIGH_WATER, Conn, Reactor, Sink, Source
 
 TYPE_CHECKING = False
@@ -104,10 +104,16 @@ class Shim:
         try:
             with open(path, "rb") as f:
                 spec = jsonio.loads(f.read())
+                st = os.fstat(f.fileno())
         except OSError as exc:
             raise InvalidArgument(f"cannot read bundle config {path}: {exc.strerror}") from exc
         except (ValueError, InvalidArgument) as exc:
             raise InvalidArgument(f"bundle config {path} is not valid JSON: {exc}") from exc
+        if spec.get("hooks"):  # hooks run in a runtime process of their own, never in the host
+            self.rt.inline = False
+        if self.rt.builtin and isinstance(spec, dict):  # its forked create need not parse it again
+            cli = preload_builtin_runtime()
+            cli.remember_config(os.path.abspath(path), cli.file_identity(st), spec)
         process = spec.get("process") or {}
         if bool(process.get("terminal")) != self.o.tty:
             raise InvalidArgument(f"--tty={self.o.tty} does not match process.terminal in {path}")
@@ -529,9 +535,10 @@ def _read_pid(path: str) -> int:
 
 
 def _write_atomic(path: str, obj: dict[str, Any]) -> None:
+    """Readers see all of it or none (rename). Not fsynced: the state dir is under the exec root,
+    which holds only what lives while the machine is up (a daemon that crashes still reads the
+    page cache; after a power loss the process the file describes is gone anyway)."""
     tmp = f"{path}.tmp"
     with open(tmp, "w") as f:
         f.write(jsonio.dumps(obj))
-        f.flush()
-        os.fsync(f.fileno())
     os.replace(tmp, path)

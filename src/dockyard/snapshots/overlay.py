@@ -5,7 +5,10 @@ Each snapshot owns ``<root>/<id>/{fs,work}`` where ``<id>`` is a short number, s
 
 * create: build ``<root>/new-<rand>/{fs,work}``, then in one transaction insert the row and rename
   the temp dir to ``<id>``; the rename happens before COMMIT, so a committed row always has its dir.
-* remove: delete the row (COMMIT), then rename ``<id>`` to ``rm-<id>`` and delete it.
+  ``prepare_on_layer`` does this for two snapshots (a filled committed layer and an active one on
+  it) in one transaction.
+* remove: delete the row (COMMIT), then rename ``<id>`` to ``rm-<id>`` and delete it; ``remove_all``
+  deletes several rows in one transaction, then their directories.
 
 At open, any ``new-*``/``rm-*`` dir and any numeric dir without a row is a leftover and is removed.
 """
@@ -15,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sqlite3
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -106,46 +110,108 @@ class Snapshotter:
     def _create(self, key: str, parent: str | None, kind: str, labels: dict[str, str]) -> list[Mount]:
         if not key:
             raise InvalidArgument("snapshot key must not be empty")
+        tmp = self._make_tmp(key, work=True)
+        placed: list[Path] = []  # directories renamed into place, until their rows are committed
+        try:
+            with self.meta.transaction() as conn:
+                self._absent(conn, key)
+                sid = self._insert(conn, tmp, key, self._parent_id(conn, parent), kind, labels, placed)
+                row = self.meta.get_id(sid, conn)
+                assert row is not None
+                mounts = self._mounts(row)  # same connection: sees the uncommitted row
+            placed.clear()
+        except OSError as exc:
+            raise Internal(f"cannot create snapshot {key}: {exc.strerror}") from exc
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+            for target in placed:  # the transaction rolled back: its directory must go too
+                shutil.rmtree(target, ignore_errors=True)
+        return mounts
+
+    def prepare_on_layer(self, key: str, layer: str, parent: str | None,
+                         fill: Callable[[Path, list[Path]], None]) -> list[Mount]:
+        """The committed snapshot ``layer`` on ``parent`` and the active snapshot ``key`` on it, in
+        one transaction: what ``prepare(tmp, parent)``, filling its upper dir, ``commit(layer,
+        tmp)`` and ``prepare(key, layer)`` leave, with one commit of the metadata instead of
+        three. ``fill(fs_dir, lower_dirs)`` writes the layer's files first (``lower_dirs``: the
+        parent's layers, topmost first, as an active snapshot's ``lowerdir=`` lists them)."""
+        if not key or not layer:
+            raise InvalidArgument("snapshot key must not be empty")
+        lowers_of: int | None = None
+        lowers: list[Path] = []
+        if parent is not None:
+            prow = self._require(parent)
+            lowers_of = prow.id
+            lowers = [self._fs(r.id) for r in self.meta.chain(prow)]
+        layer_tmp = self._make_tmp(layer, work=False)   # committed: read-only, no work dir
+        try:
+            key_tmp = self._make_tmp(key, work=True)
+        except BaseException:
+            shutil.rmtree(layer_tmp, ignore_errors=True)
+            raise
+        placed: list[Path] = []
+        try:
+            fill(layer_tmp / "fs", lowers)
+            with self.meta.transaction() as conn:
+                self._absent(conn, key)
+                self._absent(conn, layer)
+                parent_id = self._parent_id(conn, parent)
+                if parent_id != lowers_of:  # replaced since the layer was filled on top of it
+                    raise NotFound(f"parent snapshot {parent}: not found")
+                layer_id = self._insert(conn, layer_tmp, layer, parent_id, "committed", {}, placed)
+                sid = self._insert(conn, key_tmp, key, layer_id, "active", {}, placed)
+                row = self.meta.get_id(sid, conn)
+                assert row is not None
+                mounts = self._mounts(row)
+            placed.clear()
+        except OSError as exc:
+            raise Internal(f"cannot create snapshot {key}: {exc.strerror}") from exc
+        finally:
+            for tmp in (layer_tmp, key_tmp):
+                shutil.rmtree(tmp, ignore_errors=True)
+            for target in placed:
+                shutil.rmtree(target, ignore_errors=True)
+        return mounts
+
+    def _make_tmp(self, key: str, work: bool) -> Path:
+        """``<root>/new-<rand>/fs`` (and ``work``): a snapshot's directory before it has a row."""
         tmp = self.root / f"new-{uuid.uuid4().hex[:12]}"
         try:
             (tmp / "fs").mkdir(parents=True, mode=0o755)
             os.chmod(tmp / "fs", 0o755)  # mkdir's mode is masked by the umask
-            (tmp / "work").mkdir(mode=0o700)
+            if work:
+                (tmp / "work").mkdir(mode=0o700)
         except OSError as exc:
             shutil.rmtree(tmp, ignore_errors=True)
             if is_no_space(exc):
                 raise no_space(f"cannot create snapshot {key}", exc) from exc
             raise Internal(f"cannot create snapshot {key}: {exc.strerror}") from exc
-        placed: Path | None = None  # set once tmp is renamed into place, until the row is committed
-        try:
-            with self.meta.transaction() as conn:
-                if self.meta.get(key, conn) is not None:
-                    raise AlreadyExists(f"snapshot {key}: already exists")
-                parent_id: int | None = None
-                if parent is not None:
-                    prow = self.meta.get(parent, conn)
-                    if prow is None:
-                        raise NotFound(f"parent snapshot {parent}: not found")
-                    if prow.kind != "committed":
-                        raise FailedPrecondition(f"parent snapshot {parent} is not committed")
-                    parent_id = prow.id
-                sid = self.meta.insert(conn, key, parent_id, kind, labels)
-                target = self._dir(sid)
-                if target.exists():  # a leftover of a rolled-back id
-                    shutil.rmtree(target)
-                os.rename(tmp, target)
-                placed = target
-                row = self.meta.get_id(sid, conn)
-                assert row is not None
-                mounts = self._mounts(row)  # same connection: sees the uncommitted row
-            placed = None
-        except OSError as exc:
-            raise Internal(f"cannot create snapshot {key}: {exc.strerror}") from exc
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-            if placed is not None:  # the transaction rolled back: its directory must go too
-                shutil.rmtree(placed, ignore_errors=True)
-        return mounts
+        return tmp
+
+    def _parent_id(self, conn: sqlite3.Connection, parent: str | None) -> int | None:
+        if parent is None:
+            return None
+        prow = self.meta.get(parent, conn)
+        if prow is None:
+            raise NotFound(f"parent snapshot {parent}: not found")
+        if prow.kind != "committed":
+            raise FailedPrecondition(f"parent snapshot {parent} is not committed")
+        return prow.id
+
+    def _absent(self, conn: sqlite3.Connection, key: str) -> None:
+        if self.meta.get(key, conn) is not None:
+            raise AlreadyExists(f"snapshot {key}: already exists")
+
+    def _insert(self, conn: sqlite3.Connection, tmp: Path, key: str, parent_id: int | None, kind: str,
+                labels: dict[str, str], placed: list[Path]) -> int:
+        """Insert the row and rename ``tmp`` to its directory (inside the caller's transaction)."""
+        sid = self.meta.insert(conn, key, parent_id, kind, labels)
+        target = self._dir(sid)
+        if target.exists():  # a leftover of a rolled-back id
+            shutil.rmtree(target)
+        os.rename(tmp, target)
+        placed.append(target)
+        return sid
 
     def commit(self, name: str, key: str, labels: dict[str, str] | None = None) -> None:
         """Turn the active snapshot ``key`` into the committed snapshot ``name`` (same directory)."""
@@ -202,12 +268,27 @@ class Snapshotter:
 
     def remove(self, key: str) -> None:
         with self.meta.transaction() as conn:
-            row = self.meta.get(key, conn)
-            if row is None:
-                raise NotFound(f"snapshot {key}: not found")
-            if self.meta.has_children(conn, row.id):
-                raise FailedPrecondition(f"cannot remove snapshot {key}: it has children")
-            conn.execute("DELETE FROM snapshots WHERE id = ?", (row.id,))
+            row = self._delete_row(conn, key)
+        self._remove_dir(key, row)
+
+    def remove_all(self, keys: list[str]) -> None:
+        """Remove those of ``keys`` that exist, in order (children before their parents), with one
+        commit of the metadata; then their directories."""
+        with self.meta.transaction() as conn:
+            rows = [(key, self._delete_row(conn, key)) for key in keys if self.meta.get(key, conn) is not None]
+        for key, row in rows:
+            self._remove_dir(key, row)
+
+    def _delete_row(self, conn: sqlite3.Connection, key: str) -> Row:
+        row = self.meta.get(key, conn)
+        if row is None:
+            raise NotFound(f"snapshot {key}: not found")
+        if self.meta.has_children(conn, row.id):
+            raise FailedPrecondition(f"cannot remove snapshot {key}: it has children")
+        conn.execute("DELETE FROM snapshots WHERE id = ?", (row.id,))
+        return row
+
+    def _remove_dir(self, key: str, row: Row) -> None:
         src = self._dir(row.id)
         doomed = self.root / f"rm-{row.id}"
         try:

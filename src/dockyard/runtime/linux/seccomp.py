@@ -68,6 +68,11 @@ def _sha256(data: bytes) -> str:
     return str(sha256(data).hexdigest())
 
 
+def preload() -> None:
+    """Import now what compiling a filter imports lazily (for a process that forks runtimes)."""
+    _sha256(b"")
+
+
 class _SockFprog(ctypes.Structure):
     _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
 

@@ -111,7 +111,7 @@ class Shim:
             raise InvalidArgument(f"bundle config {path} is not valid JSON: {exc}") from exc
         if spec.get("hooks"):  # hooks run in a runtime process of their own, never in the host
             self.rt.inline = False
-        if self.rt.builtin and isinstance(spec, dict):  # its forked create need not parse it again
+        if self.rt.builtin:  # its forked create need not parse it again
             cli = preload_builtin_runtime()
             cli.remember_config(os.path.abspath(path), cli.file_identity(st), spec)
         process = spec.get("process") or {}

@@ -143,14 +143,13 @@ class Snapshotter:
             prow = self._require(parent)
             lowers_of = prow.id
             lowers = [self._fs(r.id) for r in self.meta.chain(prow)]
-        layer_tmp = self._make_tmp(layer, work=False)   # committed: read-only, no work dir
-        try:
-            key_tmp = self._make_tmp(key, work=True)
-        except BaseException:
-            shutil.rmtree(layer_tmp, ignore_errors=True)
-            raise
+        tmps: list[Path] = []
         placed: list[Path] = []
         try:
+            layer_tmp = self._make_tmp(layer, work=False)   # committed: read-only, no work dir
+            tmps.append(layer_tmp)
+            key_tmp = self._make_tmp(key, work=True)
+            tmps.append(key_tmp)
             fill(layer_tmp / "fs", lowers)
             with self.meta.transaction() as conn:
                 self._absent(conn, key)
@@ -167,10 +166,8 @@ class Snapshotter:
         except OSError as exc:
             raise Internal(f"cannot create snapshot {key}: {exc.strerror}") from exc
         finally:
-            for tmp in (layer_tmp, key_tmp):
-                shutil.rmtree(tmp, ignore_errors=True)
-            for target in placed:
-                shutil.rmtree(target, ignore_errors=True)
+            for path in tmps + placed:  # tmps renamed into place are gone; placed: rolled back
+                shutil.rmtree(path, ignore_errors=True)
         return mounts
 
     def _make_tmp(self, key: str, work: bool) -> Path:

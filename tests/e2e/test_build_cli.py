@@ -202,6 +202,31 @@ def test_failures_leave_nothing_behind(daemon: LiveDaemon, tmp_path: Path) -> No
     assert _state(daemon) == before
 
 
+def test_context_upload_with_long_names_links_and_a_big_file(daemon: LiveDaemon, tmp_path: Path) -> None:
+    """The CLI's planned tar (sent with a Content-Length, big files by sendfile, long and non-ASCII
+    names through tarfile's PAX records) arrives whole: the image holds the same bytes."""
+    import hashlib
+    import os
+
+    tag = unique("upload")
+    ctx = tmp_path / "ctx"
+    deep = ctx / ("d" * 70) / ("e" * 70)
+    deep.mkdir(parents=True)
+    (deep / "long.txt").write_text("long\n")
+    (ctx / "café.txt").write_text("accent\n")
+    (ctx / "link").symlink_to("café.txt")
+    big = os.urandom(3 << 20)
+    (ctx / "big.bin").write_bytes(big)
+    (ctx / "Dockerfile").write_text("FROM busybox\nCOPY . /ctx/\n")
+    try:
+        daemon.cli("build", "-q", "-t", tag, str(ctx), timeout=120)
+        out = daemon.cli("run", "--rm", tag, "sh", "-c",
+                         f"md5sum /ctx/big.bin; cat /ctx/{'d' * 70}/{'e' * 70}/long.txt /ctx/link").stdout.decode()
+        assert out == f"{hashlib.md5(big).hexdigest()}  /ctx/big.bin\nlong\naccent\n"
+    finally:
+        daemon.cli("rmi", tag, check=False)
+
+
 MORE = r"""FROM scratch AS files
 COPY --parents keep/a/one.txt keep/b/two.txt /tree/
 COPY --exclude=*.log logs/ /logs/

@@ -248,3 +248,88 @@ def test_stream_indexer_matches_file_index(tmp_path: Path) -> None:
     other = StreamIndexer(tmp_path / "gz.tar", tmp_path)
     other.feed(gzip.compress(data))
     assert other.result() is None  # compressed: indexed from the file afterwards instead
+
+
+def _odd_tree(base: Path) -> Path:
+    """Entries ``tarfile`` must help with (long and non-ASCII names) next to plain ones, and a file
+    big enough to go by sendfile."""
+    from dockyard.client.buildcontext import BIG
+    ctx = _tree(base)
+    long_dir = ctx / ("d" * 60) / ("e" * 60)
+    long_dir.mkdir(parents=True)
+    (long_dir / "long-name.txt").write_text("long")
+    (ctx / "café.txt").write_text("accent")
+    (ctx / "link").symlink_to("src/a.py")
+    (ctx / "big.bin").write_bytes(os.urandom(BIG + 4321))
+    (ctx / "empty").write_bytes(b"")
+    (ctx / "block").write_bytes(b"x" * 512)  # data that ends on a block boundary needs no padding
+    return ctx
+
+
+def test_client_tar_headers_are_tarfiles_own(tmp_path: Path) -> None:
+    from dockyard.client.buildcontext import _header
+    cases = [("a/b.txt", tarfile.REGTYPE, 123, ""), ("d/", tarfile.DIRTYPE, 0, ""),
+             ("l", tarfile.SYMTYPE, 0, "../x"), ("n" * 150, tarfile.REGTYPE, 1, ""),
+             ("ü.txt", tarfile.REGTYPE, 2, ""), ("big", tarfile.REGTYPE, 8 ** 11 + 1, "")]
+    for name, kind, size, link in cases:
+        ti = tarfile.TarInfo(name)
+        ti.type, ti.size, ti.mode, ti.mtime, ti.linkname = kind, size, 0o755, 1_700_000_000, link
+        assert _header(name, 0o100755, size, 1_700_000_000, kind, link) == \
+            ti.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape"), name
+
+
+def test_client_tar_planned_size_and_content(tmp_path: Path) -> None:
+    from dockyard.client.buildcontext import ContextTar
+    ctx = _odd_tree(tmp_path)
+    plan = ContextTar(ctx, None)
+    buf = io.BytesIO()
+    plan.write(buf)
+    data = buf.getvalue()
+    assert len(data) == plan.size
+    with tarfile.open(fileobj=io.BytesIO(data)) as tf:
+        members = {m.name: m for m in tf.getmembers()}
+        long_name = f"{'d' * 60}/{'e' * 60}/long-name.txt"
+        for name in (long_name, "café.txt", "big.bin", "empty", "block"):
+            f = tf.extractfile(members[name])
+            assert f is not None and f.read() == (ctx / name).read_bytes(), name
+        assert members["link"].issym() and members["link"].linkname == "src/a.py"
+        assert members[f"{'d' * 60}/{'e' * 60}"].isdir()
+        assert "secret.key" not in members and "src/deep/c.log" not in members
+
+
+def test_client_tar_on_a_socket_matches_the_file_form(tmp_path: Path) -> None:
+    import socket
+    import threading
+
+    from dockyard.client.buildcontext import ContextTar
+    ctx = _odd_tree(tmp_path)
+    plan = ContextTar(ctx, None)
+    written = io.BytesIO()
+    plan.write(written)
+    a, b = socket.socketpair()
+    got = bytearray()
+
+    def drain() -> None:
+        while chunk := b.recv(1 << 16):
+            got.extend(chunk)
+
+    reader = threading.Thread(target=drain)
+    reader.start()
+    with a:
+        plan.send_to(a)  # big.bin goes by sendfile
+    reader.join()
+    b.close()
+    assert bytes(got) == written.getvalue()
+
+
+def test_client_tar_refuses_a_file_that_changed_size(tmp_path: Path) -> None:
+    from dockyard.client.buildcontext import ContextTar
+    ctx = _tree(tmp_path)
+    plan = ContextTar(ctx, None)
+    plan.plan()
+    (ctx / "src" / "a.py").write_text("")  # shrank after the length was announced
+    with pytest.raises(InvalidArgument, match=r"a\.py changed size while the build context was being sent"):
+        plan.write(io.BytesIO())
+    (ctx / "src" / "a.py").write_text("longer than planned")
+    with pytest.raises(InvalidArgument, match="changed size"):
+        plan.write(io.BytesIO())

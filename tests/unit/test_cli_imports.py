@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 # typing ~3 ms, locale (argparse's gettext lookups) ~1.5 ms, ipaddress ~1.2 ms, threading ~1 ms, …
 HEAVY = {"typing", "locale", "ipaddress", "threading", "csv", "dataclasses", "inspect", "ssl",
@@ -47,3 +48,24 @@ def test_version_imports_stay_lean() -> None:
     loaded = _loaded(code)
     assert not HEAVY & loaded
     assert "json" not in loaded and "socket" not in loaded  # no client is made for --version
+
+
+def test_build_path_imports_stay_lean(tmp_path: Path) -> None:
+    """A quiet build of a plain context packs its tar without tarfile, pathlib, typing or threads
+    (issue 9: a cached rebuild no slower than BuildKit's)."""
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "a.txt").write_text("a")
+    (tmp_path / "Dockerfile").write_text("FROM busybox\nCOPY src /src\n")
+    code = f"""
+import io, sys
+from dockyard.cli import main as m
+p = m.build_parser("build")
+a = p.parse_args(["build", "-q", {str(tmp_path)!r}])
+import dockyard.cli.build, dockyard.client.api
+from dockyard.client.buildcontext import ContextTar
+plan = ContextTar(a.path, a.file)
+plan.write(io.BytesIO())
+print(" ".join(sorted(sys.modules)))
+"""
+    loaded = _loaded(code)
+    assert not (HEAVY | {"tarfile", "pathlib", "shutil"}) & loaded

@@ -12,13 +12,16 @@ import json
 import os
 import re
 import sys
-import threading
 import time
-from typing import Any, TextIO
 
 from dockyard import errors
-from dockyard.client.api import Client
 from dockyard.client.buildcontext import ContextTar
+
+TYPE_CHECKING = False  # typing (~3 ms) and threading stay off a quiet build's path
+if TYPE_CHECKING:
+    from typing import Any, TextIO
+
+    from dockyard.client.api import Client
 
 
 def _kv(items: list[str], flag: str, allow_bare: bool) -> dict[str, str | None]:
@@ -51,6 +54,7 @@ class StepTimer:
         self.started = time.monotonic()
         self.step_started = self.started
         self.footer = False
+        import threading
         self.lock = threading.Lock()
         self.stop = threading.Event()
         if live:
@@ -120,33 +124,8 @@ def cmd_build(c: Client, a: argparse.Namespace) -> int:
         raise errors.InvalidArgument(f'unable to prepare context: path "{a.path}" not found')
     plan = ContextTar(a.path, a.file)
     params["dockerfile"] = plan.name
-    # the tar is written into a pipe while it is being sent: packing and uploading overlap
-    r, w = os.pipe()
-    failed: list[BaseException] = []
-
-    def produce() -> None:
-        try:
-            with os.fdopen(w, "wb") as out:
-                plan.write(out)
-        except BrokenPipeError:
-            pass  # the request failed first; its error is the one to report
-        except BaseException as exc:  # reported after the request, which then ends early
-            failed.append(exc)
-
-    writer = threading.Thread(target=produce, daemon=True)
-    writer.start()
-    body = os.fdopen(r, "rb")
-    try:
-        resp = c.build(body, params)
-    except BaseException:
-        body.close()  # the writer then fails with EPIPE instead of blocking forever
-        writer.join()
-        raise
-    writer.join()
-    body.close()
-    if failed:
-        raise failed[0]
-    return _show(resp, a)
+    plan.plan()  # headers made and the length known: the tar goes out with a Content-Length
+    return _show(c.build(plan, params), a)
 
 
 def _show(resp: Any, a: argparse.Namespace) -> int:

@@ -15,6 +15,8 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs ~2 ms to import on every CLI run
     from typing import Any, BinaryIO
 
+    from dockyard.client.buildcontext import ContextTar
+
 
 def _filters(filters: Mapping[str, list[str]] | None) -> str | None:
     if not filters:
@@ -190,8 +192,9 @@ class Client:
         body = self.t.request("POST", "/system/check", {"repair": "1" if repair else "0"}).json() or {}
         return list(body.get("Findings") or [])
 
-    def build(self, context: BinaryIO, params: Mapping[str, Any]) -> Response:
-        """POST /build with the context tar; the response is Docker's JSON progress stream."""
+    def build(self, context: BinaryIO | ContextTar, params: Mapping[str, Any]) -> Response:
+        """POST /build with the context tar (a stream, sent chunked, or a planned ``ContextTar``,
+        sent with its length); the response is Docker's JSON progress stream."""
         return self.t.request("POST", "/build", params, body=context)
 
     def prune_build_cache(self, all: bool, filters: Mapping[str, list[str]] | None) -> dict[str, Any]:

@@ -186,11 +186,16 @@ class Connection:
             hdrs["Content-Length"] = "0"
         elif isinstance(body, (bytes, bytearray)):
             hdrs["Content-Length"] = str(len(body))
+        elif hasattr(body, "send_to"):  # a body that knows its length and writes itself (a context tar)
+            hdrs["Content-Length"] = str(body.size)
         head = f"{method} {url} HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in hdrs.items()) + "\r\n"
         if isinstance(body, (bytes, bytearray)):
             self.sock.sendall(head.encode("latin-1") + bytes(body))
             return
         self.sock.sendall(head.encode("latin-1"))
+        if hasattr(body, "send_to"):
+            body.send_to(self.sock)
+            return
         if body is not None and chunked:
             while True:
                 block = body.read(1 << 20)
@@ -366,7 +371,7 @@ class Transport:
         hdrs = {"User-Agent": USER_AGENT, "Host": "api"}
         data: Any = None
         if body is not None:
-            if isinstance(body, (bytes, bytearray)) or hasattr(body, "read"):
+            if isinstance(body, (bytes, bytearray)) or hasattr(body, "read") or hasattr(body, "send_to"):
                 data = body
                 hdrs["Content-Type"] = "application/x-tar"
             else:
@@ -392,6 +397,9 @@ class Transport:
             if _is_tls_error(exc):
                 raise tls_failure(self.host, exc) from exc
             raise errors.Unavailable(f"error sending request to daemon: {exc}") from exc
+        except BaseException:
+            conn.close()  # a body that failed half-way: the daemon sees it cut short and keeps nothing
+            raise
         return conn, method
 
     def receive(self, conn: Connection) -> Response:

@@ -104,6 +104,57 @@ def test_stock_docker_cli_push_and_pull(daemon: LiveDaemon, registry: str) -> No
         daemon.docker("rmi", ref, check=False)
 
 
+def _registry_tags(host: str, repo: str) -> list[str]:
+    with urllib.request.urlopen(f"http://{host}/v2/{repo}/tags/list", timeout=5) as resp:
+        return sorted(json.loads(resp.read())["tags"])
+
+
+def test_push_and_pull_all_tags(daemon: LiveDaemon, registry: str, tmp_path: Path) -> None:
+    """``push -a`` / ``pull -a`` (and the stock docker CLI's): every tag of the repository, one
+    closing status line; a tag together with -a is refused before anything is sent."""
+    repo = f"{registry}/every/{unique('r')}"
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text(f"FROM busybox\nRUN echo {unique('m')} > /m\n")
+    daemon.cli("tag", "busybox", f"{repo}:plain")
+    daemon.cli("build", "-q", "-t", f"{repo}:built", str(ctx))
+    refs = [f"{repo}:plain", f"{repo}:built"]
+    try:
+        bad = daemon.cli("push", "-a", f"{repo}:plain", check=False)
+        assert bad.returncode == 1 and b"tag can't be used with --all-tags/-a" in bad.stderr
+        nothing = daemon.cli("push", "-a", f"{registry}/every/none", check=False)
+        assert nothing.returncode == 1 and b"An image does not exist locally with the tag" in nothing.stderr
+        out = daemon.cli("push", "-a", repo).stdout.decode()
+        assert out.count("The push refers to repository") == 1
+        assert "built: digest: sha256:" in out and "plain: digest: sha256:" in out
+        assert _registry_tags(registry, repo.split("/", 1)[1]) == ["built", "plain"]
+        ids = {r: json.loads(daemon.cli("image", "inspect", r).stdout)[0]["Id"] for r in refs}
+        daemon.cli("rmi", *refs)
+        pulled = daemon.cli("pull", "-a", repo).stdout.decode()
+        assert "built: Pulling from" in pulled and "plain: Pulling from" in pulled
+        assert pulled.count("Status: ") == 1 and f"Status: Downloaded newer image for {repo}\n" in pulled
+        assert pulled.splitlines()[-1] == repo
+        for line in pulled.splitlines():  # a layer that was here is "Already exists", nothing more
+            if line.endswith(": Already exists"):
+                assert f"{line.split(':')[0]}: Pull complete" not in pulled
+        assert {r: json.loads(daemon.cli("image", "inspect", r).stdout)[0]["Id"] for r in refs} == ids
+        again = daemon.cli("pull", "-a", repo).stdout.decode()
+        assert f"Status: Image is up to date for {repo}" in again
+        bad = daemon.cli("pull", "-a", f"{repo}:plain", check=False)
+        assert bad.returncode == 1 and b"tag can't be used with --all-tags/-a" in bad.stderr
+        single = daemon.cli("pull", repo, check=False)  # a bare name without -a is :latest only
+        assert single.returncode == 1 and b"Using default tag: latest" in single.stdout
+        assert b"not found" in single.stderr
+        if shutil.which("docker") is not None:
+            daemon.cli("rmi", *refs)
+            docker_out = daemon.docker("pull", "-a", repo).stdout.decode()
+            assert "Downloaded newer image" in docker_out
+            assert {r: json.loads(daemon.cli("image", "inspect", r).stdout)[0]["Id"] for r in refs} == ids
+            assert "digest: sha256:" in daemon.docker("push", "-a", repo).stdout.decode()
+    finally:
+        daemon.cli("rmi", "-f", *refs, check=False)
+
+
 def test_run_pulls_a_missing_image(daemon: LiveDaemon, registry: str) -> None:
     ref = f"{registry}/run/busybox:{unique('t')}"
     daemon.cli("tag", "busybox", ref)

@@ -170,6 +170,9 @@ def test_bad_input_changes_nothing(daemon: LiveDaemon, tmp_path: Path) -> None:
         (["--mount", f"type=bind,src={tmp_path}/missing,dst=/x"], b"bind source path does not exist"),
         (["-v", "okname:relative"], b"mount path must be absolute"),
         (["-v", "dupvola:/dup", "-v", "dupvolb:/dup"], b"Duplicate mount point"),
+        # dockerd takes these at create and fails the start with a 500; a 400 at create here
+        (["--tmpfs", "/t:size=bogus"], b"invalid tmpfs option 'size=bogus' for /t: size must be a number"),
+        (["--tmpfs", "/t:mode=999"], b"mode must be an octal permission"),
     ]
     for flags, message in cases:
         res = daemon.docker("create", *flags, "busybox", "true", check=False)
@@ -182,5 +185,12 @@ def test_bad_input_changes_nothing(daemon: LiveDaemon, tmp_path: Path) -> None:
          '{"Image":"busybox","HostConfig":{"Mounts":[{"Type":"foo","Target":"/x"}]}}',
          "http://x/v1.45/containers/create"], capture_output=True, check=True).stdout
     assert status == b"400"
+    for tmpfs in ('{"/x": "size=1g,exec,foo"}', '{"relative": ""}'):
+        status = subprocess.run(
+            ["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "--unix-socket", str(daemon.sock),
+             "-H", "Content-Type: application/json", "-d",
+             f'{{"Image":"busybox","HostConfig":{{"Tmpfs":{tmpfs}}}}}',
+             "http://x/v1.45/containers/create"], capture_output=True, check=True).stdout
+        assert status == b"400", tmpfs
     assert out(daemon.docker("volume", "ls", "-q")) == before_vols
     assert out(daemon.docker("ps", "-aq")) == before_ctrs

@@ -87,3 +87,28 @@ def test_global_host_flag_builds_only_the_command_parser() -> None:
     assert _command_index(["-H", "unix:///x", "run", "busybox"]) == 2
     assert _command_index(["--host", "unix:///x", "-D", "ps"]) == 3
     assert _command_index(["ps", "-a"]) == 0
+
+
+def test_socket_without_permission_says_so(tmp_path: Path) -> None:
+    """A user who may not open the socket is told that, not that the daemon is down."""
+    import os
+    import socket
+    import subprocess
+    import sys
+    if os.geteuid() != 0:
+        pytest.skip("needs root to drop to another user")
+    tmp_path.chmod(0o755)
+    sock_path = tmp_path / "root-only.sock"
+    listener = socket.socket(socket.AF_UNIX)
+    listener.bind(str(sock_path))
+    listener.listen()
+    sock_path.chmod(0o600)
+    try:
+        res = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                              sys.executable, "-m", "dockyard.cli.main", "-H", f"unix://{sock_path}", "ps"],
+                             capture_output=True, text=True, timeout=30, cwd="/")
+    finally:
+        listener.close()
+    assert res.returncode == 1
+    assert res.stderr.startswith(
+        f"permission denied while trying to connect to the dockyard daemon socket at unix://{sock_path}"), res.stderr

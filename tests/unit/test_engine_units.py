@@ -229,3 +229,13 @@ def test_probe_argv_and_namespaces() -> None:
         parse_binds(["/a:/b", "/c:/b/"])
     with pytest.raises(InvalidArgument, match="named volumes are not supported yet"):
         parse_binds(["data:/b"])
+
+
+def test_tmpfs_options_checked_at_create() -> None:
+    from dockyard.engine.mounts import check_tmpfs_options
+    check_tmpfs_options("/t", "rw,exec,size=64m,mode=1777,uid=1000,gid=0,nr_inodes=10k,mpol=interleave:0-1")
+    check_tmpfs_options("/t", "")
+    for bad, why in (("foo", "'foo'"), ("size", "'size'"), ("size=12q", "size must be a number"),
+                     ("mode=u+x", "octal"), ("uid=root", "numeric user id"), ("noexec=1", "'noexec=1'")):
+        with pytest.raises(InvalidArgument, match=why):
+            check_tmpfs_options("/t", f"rw,{bad}")

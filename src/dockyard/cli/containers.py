@@ -13,7 +13,7 @@ from dockyard.client.api import Client
 from dockyard.client.transport import DaemonUnreachable
 
 TYPE_CHECKING = False
-if TYPE_CHECKING:  # typing costs ~2 ms to import on every CLI run
+if TYPE_CHECKING:  # typing costs ~3 ms to import on every CLI run
     from typing import Any
 
 

@@ -71,25 +71,33 @@ def _default_tag_note(text: str, quiet: bool) -> None:
         print("Using default tag: latest", flush=True)
 
 
-def cmd_pull(c: Client, a: argparse.Namespace) -> int:
+def _all_tags_ref(a: argparse.Namespace) -> Any:
+    """The reference, checked against ``-a`` as the docker CLI checks it."""
     from dockyard.oci import reference
-    ref = reference.parse(a.image)
-    if a.all_tags:
-        raise errors.InvalidArgument("--all-tags is not supported yet")
-    _default_tag_note(a.image, a.quiet)
-    show_progress(c.pull(a.image, a.platform, auth.header_for(auth.server_of(a.image))), quiet=a.quiet)
-    print(str(ref if ref.digest else ref.tagged_or_default()))  # as docker: with -q too
+    ref = reference.parse(a.image, default_tag=False)
+    if a.all_tags and (ref.tag or ref.digest):
+        raise errors.InvalidArgument("tag can't be used with --all-tags/-a")
+    if not a.all_tags:
+        _default_tag_note(a.image, a.quiet)
+    return ref
+
+
+def cmd_pull(c: Client, a: argparse.Namespace) -> int:
+    ref = _all_tags_ref(a)
+    show_progress(c.pull(a.image, a.platform, auth.header_for(auth.server_of(a.image)), a.all_tags),
+                  quiet=a.quiet)
+    # as docker, with -q too: the reference pulled (a bare name for -a)
+    print(ref.name if a.all_tags else str(ref if ref.digest else ref.tagged_or_default()))
     return 0
 
 
 def cmd_push(c: Client, a: argparse.Namespace) -> int:
-    from dockyard.oci import reference
-    ref = reference.parse(a.image, default_tag=False)
+    ref = _all_tags_ref(a)
     name = ref.familiar_name if ref.domain == "docker.io" else f"{ref.domain}/{ref.path}"
-    _default_tag_note(a.image, a.quiet)
-    show_progress(c.push(name, ref.tag or "latest", auth.header_for(auth.server_of(a.image))), quiet=a.quiet)
+    tag = None if a.all_tags else ref.tag or "latest"
+    show_progress(c.push(name, tag, auth.header_for(auth.server_of(a.image))), quiet=a.quiet)
     if a.quiet:  # docker prints the pushed reference in place of the progress
-        print(str(reference.parse(a.image)))
+        print(ref.name if a.all_tags else str(ref.tagged_or_default()))
     return 0
 
 

@@ -16,7 +16,7 @@ from dockyard.client.api import Client
 from dockyard.client.stream import Pump
 
 TYPE_CHECKING = False
-if TYPE_CHECKING:  # typing costs ~2 ms to import on every CLI run
+if TYPE_CHECKING:  # typing costs ~3 ms to import on every CLI run
     from typing import Any
 
 

@@ -15,7 +15,7 @@ from dockyard.cli.formatting import go_quote
 from dockyard.errors import InvalidArgument
 
 TYPE_CHECKING = False
-if TYPE_CHECKING:  # typing costs ~2 ms to import on every CLI run
+if TYPE_CHECKING:  # typing costs ~3 ms to import on every CLI run
     from typing import Any, TypeVar
 
     T = TypeVar("T")

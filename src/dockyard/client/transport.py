@@ -342,8 +342,13 @@ class Transport:
         return self._ssl_context
 
     def unreachable(self, exc: OSError | None = None) -> DaemonUnreachable:
-        err = DaemonUnreachable(
-            f"Cannot connect to the dockyard daemon at {self.host.url}. Is the daemon running?")
+        if isinstance(exc, PermissionError):  # the daemon may well be running: say what is wrong
+            err = DaemonUnreachable(
+                f"permission denied while trying to connect to the dockyard daemon socket at {self.host.url}: "
+                f"connect: permission denied (run as root, or as a member of the socket's group)")
+        else:
+            err = DaemonUnreachable(
+                f"Cannot connect to the dockyard daemon at {self.host.url}. Is the daemon running?")
         if exc is not None:
             err.__cause__ = exc
         return err

@@ -81,24 +81,47 @@ def insecure(engine: Any, host: str) -> bool:
     return False
 
 
-async def pull(engine: Any, text: str, platform: str, creds: Credentials | None, emit: Emit) -> str:
+async def pull(engine: Any, text: str, platform: str, creds: Credentials | None, emit: Emit,
+               all_tags: bool = False) -> str:
+    """Pull ``text``; with ``all_tags`` (a bare repository name, as ``docker pull -a`` sends it)
+    every tag the registry lists, one after the other, under one closing status line, as dockerd."""
     t = Target.parse(engine, text)
+    if not all_tags:
+        image_id, changed = await _pull_tag(engine, t, platform, creds, emit)
+        shown = reference.parse(text).familiar()
+    else:
+        async with Registry(t.host, insecure(engine, t.host), creds) as reg:
+            tags = await reg.tags(t.repo)
+        changed, image_id = False, ""
+        for tag in tags:
+            ref = t.ref.with_tag(tag)
+            image_id, new = await _pull_tag(engine, Target(ref, t.host, t.repo), platform, creds, emit)
+            changed = changed or new
+        shown = t.ref.familiar_name
+    emit({"status": f"Status: Downloaded newer image for {shown}" if changed
+          else f"Status: Image is up to date for {shown}"})
+    return image_id
+
+
+async def _pull_tag(engine: Any, t: Target, platform: str, creds: Credentials | None, emit: Emit
+                    ) -> tuple[str, bool]:
+    """One tag or digest: (image id, whether the reference now points somewhere new)."""
     if t.ref.domain == "docker.io":
         for mirror in engine.config.registry_mirrors:  # a mirror that fails is skipped, as dockerd does
             host = mirror.split("://", 1)[-1]
             try:
-                return await _pull_from(engine, Target(t.ref, host, t.repo), text, platform, None, emit,
+                return await _pull_from(engine, Target(t.ref, host, t.repo), platform, None, emit,
                                         mirror.startswith("http://") or insecure(engine, host))
             except DockyardError:
                 continue
-    return await _pull_from(engine, t, text, platform, creds, emit, insecure(engine, t.host))
+    return await _pull_from(engine, t, platform, creds, emit, insecure(engine, t.host))
 
 
-async def _pull_from(engine: Any, t: Target, text: str, platform: str, creds: Credentials | None, emit: Emit,
-                     plain_http: bool) -> str:
+async def _pull_from(engine: Any, t: Target, platform: str, creds: Credentials | None, emit: Emit,
+                     plain_http: bool) -> tuple[str, bool]:
     fetched: list[Digest] = []   # blobs this pull stored; emptied once the image is registered
     try:
-        return await _pull_into(engine, t, text, platform, creds, emit, plain_http, fetched)
+        return await _pull_into(engine, t, platform, creds, emit, plain_http, fetched)
     except NoSpace:
         # a full disk: what this pull stored is space the user needs back (a retry fetches it
         # again); other failures keep it, so that the next pull need not download it twice
@@ -108,8 +131,8 @@ async def _pull_from(engine: Any, t: Target, text: str, platform: str, creds: Cr
         raise
 
 
-async def _pull_into(engine: Any, t: Target, text: str, platform: str, creds: Credentials | None, emit: Emit,
-                     plain_http: bool, fetched: list[Digest]) -> str:
+async def _pull_into(engine: Any, t: Target, platform: str, creds: Credentials | None, emit: Emit,
+                     plain_http: bool, fetched: list[Digest]) -> tuple[str, bool]:
     tag_or_digest = str(t.ref.digest) if t.ref.digest else (t.ref.tag or "latest")
     async with Registry(t.host, plain_http, creds) as reg:
         # resolved before the first progress line, so "not found" is a plain 404, as with dockerd
@@ -132,9 +155,12 @@ async def _pull_into(engine: Any, t: Target, text: str, platform: str, creds: Cr
         config = engine.content.read_bytes(config_desc.digest)
         sem = asyncio.Semaphore(_PARALLEL)
 
+        present: set[str] = set()  # layers already here say "Already exists" and nothing more
+
         async def one(desc: Descriptor) -> None:
             lid = _short(str(desc.digest))
             if engine.content.exists(desc.digest):
+                present.add(str(desc.digest))
                 emit({"status": "Already exists", "progressDetail": {}, "id": lid})
                 return
             emit({"status": "Pulling fs layer", "progressDetail": {}, "id": lid})
@@ -152,7 +178,8 @@ async def _pull_into(engine: Any, t: Target, text: str, platform: str, creds: Cr
                 await downloads[i]
                 if len(diff_ids) == len(layers):
                     await asyncio.to_thread(engine.images.unpacker.unpack, diff_ids[:i + 1], layers[:i + 1])
-                emit({"status": "Pull complete", "progressDetail": {}, "id": _short(str(desc.digest))})
+                if str(desc.digest) not in present:
+                    emit({"status": "Pull complete", "progressDetail": {}, "id": _short(str(desc.digest))})
         finally:
             for task in downloads:
                 task.cancel()
@@ -164,11 +191,8 @@ async def _pull_into(engine: Any, t: Target, text: str, platform: str, creds: Cr
     image_id: str = await asyncio.to_thread(engine.images.add_image, config, layers, data, refs)
     fetched.clear()
     emit({"status": f"Digest: {top_digest}"})
-    shown = reference.parse(text).familiar()
-    emit({"status": f"Status: Image is up to date for {shown}" if before == image_id
-          else f"Status: Downloaded newer image for {shown}"})
-    engine.bus.publish("image", "pull", image_id, {"name": shown})
-    return image_id
+    engine.bus.publish("image", "pull", image_id, {"name": t.ref.familiar()})
+    return image_id, before != image_id
 
 
 def _current(engine: Any, name: str) -> str | None:
@@ -221,47 +245,64 @@ async def _fetch(engine: Any, reg: Registry, repo: str, desc: Descriptor, progre
             raise
 
 
-async def push(engine: Any, text: str, creds: Credentials | None, emit: Emit) -> str:
+async def push(engine: Any, text: str, creds: Credentials | None, emit: Emit, all_tags: bool = False) -> str:
+    """Push ``text``; with ``all_tags`` (a bare repository name, as ``docker push -a`` sends it)
+    every local tag of that repository, in name order, as dockerd."""
     t = Target.parse(engine, text)
-    image_id = engine.images.resolve(str(t.ref.tagged_or_default()) if not t.ref.digest else text)
+    if all_tags:
+        tagged = sorted(((ref, image_id) for image_id, names in engine.images.table.all_tags().items()
+                         for ref in map(reference.parse, names) if ref.name == t.ref.name and ref.tag),
+                        key=lambda pair: str(pair[0].tag))
+        if not tagged:
+            raise NotFound(f"An image does not exist locally with the tag: {t.ref.familiar_name}")
+        work = [(Target(ref, t.host, t.repo), image_id) for ref, image_id in tagged]
+    else:
+        work = [(t, engine.images.resolve(str(t.ref.tagged_or_default()) if not t.ref.digest else text))]
+    emit({"status": f"The push refers to repository [{t.ref.name}]"})
+    digest = ""
+    async with Registry(t.host, insecure(engine, t.host), creds) as reg:
+        for target, image_id in work:
+            digest = await _push_tag(engine, reg, target, image_id, emit)
+    return digest
+
+
+async def _push_tag(engine: Any, reg: Registry, t: Target, image_id: str, emit: Emit) -> str:
     rec = engine.images.record(image_id)
     layers = engine.images.layers(rec)
     manifest_bytes = engine.content.read_bytes(Digest.parse(rec.manifest_digest))
     media = str(json.loads(manifest_bytes).get("mediaType") or mt.OCI_MANIFEST)
     config_desc = Descriptor.from_json(json.loads(manifest_bytes)["config"])
-    emit({"status": f"The push refers to repository [{t.ref.name}]"})
     # other repositories of the same registry this image came from or went to: mount, don't upload
     sources = []
     for name in [*engine.images.table.tags(image_id), *engine.images.table.digests(image_id)]:
         other = reference.parse(name.split("@")[0])
         if hub_host(engine, other.domain) == t.host and other.path != t.repo and other.path not in sources:
             sources.append(other.path)
-    async with Registry(t.host, insecure(engine, t.host), creds) as reg:
-        for desc in [*reversed(layers), config_desc]:
-            lid = _short(str(desc.digest))
-            is_layer = desc is not config_desc
-            if await reg.has_blob(t.repo, str(desc.digest)):
-                if is_layer:
-                    emit({"status": "Layer already exists", "progressDetail": {}, "id": lid})
-                continue
-            mounted = None
-            for source in sources:
-                if await reg.mount_blob(t.repo, str(desc.digest), source):
-                    mounted = source
-                    break
-            if mounted is not None:
-                if is_layer:
-                    emit({"status": f"Mounted from {mounted}", "progressDetail": {}, "id": lid})
-                continue
+    for desc in [*reversed(layers), config_desc]:
+        lid = _short(str(desc.digest))
+        is_layer = desc is not config_desc
+        if await reg.has_blob(t.repo, str(desc.digest)):
             if is_layer:
-                emit({"status": "Pushing", "progressDetail": {"current": 0, "total": desc.size},
-                      "progress": _bar(0, desc.size), "id": lid})
-            with engine.content.open(desc.digest) as body:
-                await reg.push_blob(t.repo, str(desc.digest), desc.size, body)
+                emit({"status": "Layer already exists", "progressDetail": {}, "id": lid})
+            continue
+        mounted = None
+        for source in sources:
+            if await reg.mount_blob(t.repo, str(desc.digest), source):
+                mounted = source
+                break
+        if mounted is not None:
             if is_layer:
-                emit({"status": "Pushed", "progressDetail": {}, "id": lid})
-        tag = t.ref.tag or "latest"
-        digest = await reg.push_manifest(t.repo, tag, manifest_bytes, media)
+                emit({"status": f"Mounted from {mounted}", "progressDetail": {}, "id": lid})
+            continue
+        if is_layer:
+            emit({"status": "Pushing", "progressDetail": {"current": 0, "total": desc.size},
+                  "progress": _bar(0, desc.size), "id": lid})
+        with engine.content.open(desc.digest) as body:
+            await reg.push_blob(t.repo, str(desc.digest), desc.size, body)
+        if is_layer:
+            emit({"status": "Pushed", "progressDetail": {}, "id": lid})
+    tag = t.ref.tag or "latest"
+    digest = await reg.push_manifest(t.repo, tag, manifest_bytes, media)
     digest = digest or str(Digest.from_bytes(manifest_bytes))
     emit({"status": f"{tag}: digest: {digest} size: {len(manifest_bytes)}"})
     emit({"progressDetail": {}, "aux": {"Tag": tag, "Digest": digest, "Size": len(manifest_bytes)}})

@@ -117,13 +117,13 @@ class ImageFacade:
         from dockyard.engine.builds import build_image
         return await build_image(self, body, opts, progress, indexed)
 
-    async def pull_image(self, ref: str, platform: str, creds: Any, emit: Any) -> str:
+    async def pull_image(self, ref: str, platform: str, creds: Any, emit: Any, all_tags: bool = False) -> str:
         from dockyard.engine.distribution import pull
-        return await pull(self, ref, platform, creds, emit)
+        return await pull(self, ref, platform, creds, emit, all_tags)
 
-    async def push_image(self, ref: str, creds: Any, emit: Any) -> str:
+    async def push_image(self, ref: str, creds: Any, emit: Any, all_tags: bool = False) -> str:
         from dockyard.engine.distribution import push
-        return await push(self, ref, creds, emit)
+        return await push(self, ref, creds, emit, all_tags)
 
     async def search_images(self, term: str, limit: int, creds: Any) -> list[dict[str, Any]]:
         from dockyard.engine.distribution import search

@@ -227,7 +227,7 @@ class ContainerService(Stopping, LiveRestore):
                                               f"'{mp.source}': {exc.strerror}") from exc
             if rec.config.working_dir:
                 make_dirs(rootfs, rec.config.working_dir, *userns.host_ids(rec.id_range, user.uid, user.gid))
-            if self.volumes is not None and any(mp.type == "volume" for mp in rec.mounts):
+            if self.volumes is not None and self.volumes.has_work(rec):
                 await asyncio.get_running_loop().run_in_executor(None, self.volumes.before_start, rec, rootfs)
             if self.endpoints is not None:
                 self.endpoints.prepare(rec)

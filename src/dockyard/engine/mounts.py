@@ -7,6 +7,7 @@ yet are created; every volume is a ``MountPoint`` whose source is its ``_data`` 
 from __future__ import annotations
 
 import os
+import re
 from typing import Any
 
 from dockyard.engine.create import parse_binds
@@ -15,6 +16,38 @@ from dockyard.engine.volumes import VolumeService
 from dockyard.errors import InvalidArgument
 
 _MOUNT_TYPES = ("bind", "volume", "tmpfs")
+
+
+# what dockerd's ParseTmpfsOptions accepts: mount flags, and these data options
+_TMPFS_FLAGS = frozenset({
+    "defaults", "ro", "rw", "suid", "nosuid", "dev", "nodev", "exec", "noexec", "sync", "async",
+    "dirsync", "remount", "mand", "nomand", "atime", "noatime", "diratime", "nodiratime", "bind",
+    "rbind", "unbindable", "runbindable", "private", "rprivate", "shared", "rshared", "slave",
+    "rslave", "relatime", "norelatime", "strictatime", "nostrictatime", "tmpcopyup"})
+# dockerd checks only the names and lets a bad value fail the mount at start (a 500); the values
+# are checked here too, so ``size=bogus`` is a 400 at create
+_TMPFS_VALUES: dict[str, tuple[re.Pattern[str], str]] = {
+    "size": (re.compile(r"[0-9]+[kKmMgGtTpPeE%]?"), "a number with an optional k, m, g, t, p, e or % suffix"),
+    "nr_blocks": (re.compile(r"[0-9]+[kKmMgGtTpPeE%]?"), "a number with an optional k, m, g, t, p, e or % suffix"),
+    "nr_inodes": (re.compile(r"[0-9]+[kKmMgGtTpPeE%]?"), "a number with an optional k, m, g, t, p, e or % suffix"),
+    "mode": (re.compile(r"[0-7]{1,4}"), "an octal permission"),
+    "uid": (re.compile(r"[0-9]+"), "a numeric user id"),
+    "gid": (re.compile(r"[0-9]+"), "a numeric group id"),
+    "mpol": (re.compile(r"(default|prefer|bind|interleave|local)(:[0-9,-]+)?"), "a NUMA memory policy"),
+}
+
+
+def check_tmpfs_options(dest: str, options: str) -> None:
+    """``HostConfig.Tmpfs`` options, before anything is created."""
+    for opt in filter(None, options.split(",")):
+        key, eq, value = opt.partition("=")
+        if not eq and key in _TMPFS_FLAGS:
+            continue
+        rule = _TMPFS_VALUES.get(key)
+        if rule is None or not eq:
+            raise InvalidArgument(f"invalid tmpfs option {opt!r} for {dest}")
+        if not rule[0].fullmatch(value):
+            raise InvalidArgument(f"invalid tmpfs option {opt!r} for {dest}: {key} must be {rule[1]}")
 
 
 def _bad(kind: str, why: str) -> InvalidArgument:
@@ -53,6 +86,10 @@ def container_mounts(host: HostConfig, cfg: ContainerConfig, volumes: VolumeServ
         mp.destination = dest
         planned.append(mp)
 
+    for dest, tmpfs_options in host.tmpfs.items():
+        if not dest.startswith("/"):
+            raise InvalidArgument(f"invalid tmpfs mount point {dest!r}: mount path must be absolute")
+        check_tmpfs_options(dest, tmpfs_options)
     for bind in host.binds:
         add(_bind_or_volume(bind))
     for i, raw in enumerate(host.mounts):

@@ -158,11 +158,16 @@ class VolumeService:
         return self.driver.size(name), len(self.users(name))
 
     # -- containers -------------------------------------------------------------------------
+    @staticmethod
+    def has_work(rec: ContainerRecord) -> bool:
+        """Whether ``before_start`` has anything to do (callers skip the thread-pool trip if not)."""
+        return any(mp.type == "volume" for mp in rec.mounts)
+
     def before_start(self, rec: ContainerRecord, rootfs: Path) -> None:
         """Mount device-backed volumes and fill empty volumes from the image (copy-up), before the
         runtime bind-mounts them into the container."""
         for mp in rec.mounts:
-            if mp.type != "volume":
+            if mp.type != "volume":  # the mounts has_work looks for
                 continue
             vol = self.get(mp.name)
             self.driver.mount(mp.name, vol.options)

@@ -185,6 +185,29 @@ class Registry:
                 media = str(json.loads(data).get("mediaType") or "")
             return data, media, resp.headers.get("Docker-Content-Digest", "")
 
+    async def tags(self, repo: str) -> list[str]:
+        """Every tag of ``repo`` (``GET /v2/<repo>/tags/list``, following ``Link: rel="next"`` pages)."""
+        out: list[str] = []
+        path: str | None = f"/v2/{repo}/tags/list"
+        for _ in range(_MAX_TAG_PAGES):
+            if path is None:
+                return out
+            resp = await self.request("GET", path, f"repository:{repo}:pull", allow=(404,))
+            async with resp:
+                if resp.status == 404:
+                    raise NotFound(f"repository {repo} not found: name unknown")
+                try:
+                    doc = json.loads(await resp.read())
+                    page = [str(t) for t in doc.get("tags") or []]
+                except (ValueError, AttributeError, TypeError) as exc:
+                    raise Unavailable(f"{self.host}: malformed tag list for {repo}") from exc
+                out.extend(t for t in page if t not in out)
+                path = _next_link(resp.headers.get("Link", ""))
+                if path is not None and not path.startswith("/") and not path.startswith(self.base + "/"):
+                    # credentials go only to the registry asked
+                    raise Unavailable(f"{self.host}: the tag list of {repo} links to another host")
+        raise Unavailable(f"{self.host}: the tag list of {repo} has more than {_MAX_TAG_PAGES} pages")
+
     async def blob(self, repo: str, digest: str, offset: int = 0) -> AsyncIterator[bytes]:
         headers = {"Range": f"bytes={offset}-"} if offset else {}
         resp = await self.request("GET", f"/v2/{repo}/blobs/{digest}", f"repository:{repo}:pull", headers=headers)
@@ -235,6 +258,16 @@ class Registry:
                                   data=data, headers={"Content-Type": media_type})
         resp.release()
         return resp.headers.get("Docker-Content-Digest", "")
+
+
+_MAX_TAG_PAGES = 1000
+_LINK_NEXT = re.compile(r'<([^>]+)>\s*;\s*rel="?next"?')
+
+
+def _next_link(header: str) -> str | None:
+    """The next page of a paginated list (RFC 5988 ``Link``), as a path or URL."""
+    m = _LINK_NEXT.search(header)
+    return m.group(1) if m else None
 
 
 async def _error(resp: aiohttp.ClientResponse, host: str) -> DockyardError:

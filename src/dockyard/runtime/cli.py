@@ -447,16 +447,30 @@ def _os_message(exc: OSError) -> str:
     return f"{exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else "")
 
 
-def main(argv: list[str] | None = None) -> int:
+def _dispatch(argv: list[str], inline: bool = False) -> tuple[Args | None, int, str | None]:
+    """Parse and run one command: (its args if they parsed, exit code, error message or None).
+    ``inline``: only ``INLINE_COMMANDS``, and any exception becomes the message."""
     args: Args | None = None
     try:
-        args = parse_args(sys.argv[1:] if argv is None else argv)
-        return COMMANDS[args.command](args.root, args)
+        args = parse_args(argv)
+        if inline and args.command not in INLINE_COMMANDS:
+            raise InvalidArgument(f"{args.command} cannot run inline")
+        return args, COMMANDS[args.command](args.root, args), None
     except DockyardError as exc:
-        _log_error(args, str(exc))
+        return args, 1, str(exc)
     except OSError as exc:
-        _log_error(args, _os_message(exc))
-    return 1
+        return args, 1, _os_message(exc)
+    except Exception as exc:
+        if not inline:
+            raise
+        return args, 1, f"{type(exc).__name__}: {exc}"  # a bug here must fail the command, never the host
+
+
+def main(argv: list[str] | None = None) -> int:
+    args, code, message = _dispatch(sys.argv[1:] if argv is None else argv)
+    if message is not None:
+        _log_error(args, message)
+    return code
 
 
 # Commands a caller that has this module imported (the shim host) may run in its own process
@@ -469,19 +483,9 @@ INLINE_COMMANDS = frozenset({"start", "kill", "delete"})
 def run_inline(argv: list[str]) -> str | None:
     """``main(argv)`` for one of ``INLINE_COMMANDS`` in the calling process, without printing:
     None on success, else the error message ``main`` would have printed (and logged to --log)."""
-    args: Args | None = None
-    try:
-        args = parse_args(argv)
-        if args.command not in INLINE_COMMANDS:
-            raise InvalidArgument(f"{args.command} cannot run inline")
-        code = COMMANDS[args.command](args.root, args)
-        message = None if code == 0 else f"exit status {code}"
-    except DockyardError as exc:
-        message = str(exc)
-    except OSError as exc:
-        message = _os_message(exc)
-    except Exception as exc:  # a bug here must fail this command, never the host
-        message = f"{type(exc).__name__}: {exc}"
+    args, code, message = _dispatch(argv, inline=True)
+    if message is None and code != 0:
+        message = f"exit status {code}"
     if message is not None and args is not None and args.log:
         _log_file(args.log, args.log_format, message)
     return message

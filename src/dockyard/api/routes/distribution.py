@@ -14,6 +14,7 @@ from aiohttp import web
 from dockyard.api.routes.common import Routes, body_json, engine, json_response, qfilters, qint, qstr
 from dockyard.api.streams import stream_progress
 from dockyard.errors import InvalidArgument
+from dockyard.oci import reference
 from dockyard.remotes.client import Credentials
 
 
@@ -32,22 +33,31 @@ def registry_auth(request: web.Request) -> Credentials | None:
                        str(data.get("identitytoken") or ""))
 
 
+def _name_only(text: str) -> bool:
+    """A bare repository name: dockerd then pulls or pushes every tag (``docker pull/push -a``;
+    the docker CLI and SDK send ``tag=latest`` otherwise)."""
+    ref = reference.parse(text, default_tag=False)
+    return ref.tag is None and ref.digest is None
+
+
 async def pull(request: web.Request) -> web.StreamResponse:
     image = qstr(request, "fromImage")
     tag = qstr(request, "tag")
     if tag and "@" not in image:
         image = f"{image}@{tag}" if tag.startswith("sha256:") else f"{image}:{tag}"
+    all_tags = _name_only(image)
     creds = registry_auth(request)
     return await stream_progress(
-        request, lambda emit: engine(request).pull_image(image, qstr(request, "platform"), creds, emit))
+        request, lambda emit: engine(request).pull_image(image, qstr(request, "platform"), creds, emit, all_tags))
 
 
 async def push(request: web.Request) -> web.StreamResponse:
     name = request.match_info["name"]
     if qstr(request, "tag"):
         name = f"{name}:{qstr(request, 'tag')}"
+    all_tags = _name_only(name)
     creds = registry_auth(request)
-    return await stream_progress(request, lambda emit: engine(request).push_image(name, creds, emit))
+    return await stream_progress(request, lambda emit: engine(request).push_image(name, creds, emit, all_tags))
 
 
 async def auth(request: web.Request) -> web.Response:

@@ -187,6 +187,8 @@ def parse_host_config(f: Fields) -> HostConfig:
         uts_mode=f.text("UTSMode"),
         userns_mode=f.text("UsernsMode"),
         cgroupns_mode=f.text("CgroupnsMode"),
+        cgroup_parent=f.text("CgroupParent"),
+        container_id_file=f.text("ContainerIDFile"),
         masked_paths=f.str_list("MaskedPaths") if f.data.get("MaskedPaths") is not None else None,
         readonly_paths=f.str_list("ReadonlyPaths") if f.data.get("ReadonlyPaths") is not None else None,
         console_size=_console_size(f.raw("ConsoleSize"), "HostConfig.ConsoleSize"),
@@ -301,7 +303,7 @@ def render_resources(r: Resources) -> dict[str, Any]:
 
 def render_host_config(h: HostConfig) -> dict[str, Any]:
     out: dict[str, Any] = {
-        "Binds": h.binds or None, "ContainerIDFile": "",
+        "Binds": h.binds or None, "ContainerIDFile": h.container_id_file,
         "LogConfig": {"Type": h.log_config.type, "Config": h.log_config.config},
         "NetworkMode": h.network_mode, "PortBindings": h.port_bindings,
         "RestartPolicy": {"Name": h.restart_policy.name,
@@ -317,6 +319,7 @@ def render_host_config(h: HostConfig) -> dict[str, Any]:
         "ShmSize": h.shm_size or 67108864, "Runtime": h.runtime, "Isolation": "",
     }
     out.update(render_resources(h.resources))
+    out["CgroupParent"] = h.cgroup_parent
     out["Ulimits"] = h.ulimits or None
     out["Devices"] = [{"PathOnHost": d.path_on_host, "PathInContainer": d.path_in_container,
                        "CgroupPermissions": d.cgroup_permissions} for d in h.devices]

@@ -94,6 +94,7 @@ HOST_CONFIG = _obj(
     Devices={"type": "array", "items": _obj(PathOnHost=STR, PathInContainer=STR, CgroupPermissions=STR)},
     DeviceCgroupRules=STR_LIST, GroupAdd=STR_LIST, OomScoreAdj=INT, PidMode=STR, IpcMode=STR, UTSMode=STR,
     UsernsMode=STR, CgroupnsMode=STR, MaskedPaths=STR_LIST, ReadonlyPaths=STR_LIST, ConsoleSize=CONSOLE_SIZE,
+    CgroupParent=STR, ContainerIDFile=STR,
     **RESOURCES,
 )
 

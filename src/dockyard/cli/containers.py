@@ -63,6 +63,12 @@ def create_or_run(c: Client, a: argparse.Namespace, run: bool) -> int:
     if policy not in ("missing", "always", "never"):
         _err(f'invalid pull option: \'{policy}\': must be one of "always", "missing" or "never"')
         return 125
+    from dockyard.cli.hostopts import CidFile
+    try:
+        cidfile = CidFile(a.cidfile)
+    except errors.DockyardError as exc:
+        _err(str(exc))
+        return 125
     try:
         if policy == "always":
             _pull(c, a.image, a)
@@ -76,9 +82,14 @@ def create_or_run(c: Client, a: argparse.Namespace, run: bool) -> int:
             _pull(c, a.image, a)
             created = c.create_container(body, a.name)
     except errors.DockyardError as exc:
+        cidfile.discard()
         _daemon_err(exc)
         return 125
+    except BaseException:
+        cidfile.discard()
+        raise
     cid = created["Id"]
+    cidfile.write(cid)
     local_dns = localhost_dns_warning(body["HostConfig"].get("Dns") or [])
     for w in [*(created.get("Warnings") or []), *([local_dns] if local_dns else [])]:
         _err(f"WARNING: {w}")

@@ -43,6 +43,19 @@ _RUN: dict[str, Entry] = {
     "--cpu-shares": "CPU shares (relative weight)",
     "--cpuset-cpus": "CPUs the container may run on (0-3, 0,1)",
     "--pids-limit": "Limit the number of processes (-1 for unlimited)",
+    "--cpuset-mems": "Memory nodes the container may use (0-3, 0,1)",
+    "--cpu-period": ("int", "Limit the CPU CFS (Completely Fair Scheduler) period"),
+    "--cpu-quota": ("int", "Limit the CPU CFS (Completely Fair Scheduler) quota"),
+    "--memory-reservation": ("bytes", "Memory soft limit"),
+    "--blkio-weight": ("uint16", "Block IO (relative weight), between 10 and 1000, or 0 to disable"),
+    "--oom-kill-disable": "Disable the OOM killer",
+    "--shm-size": ("bytes", "Size of /dev/shm"),
+    "--log-driver": "Logging driver for the container (json-file, local, none)",
+    "--log-opt": "Log driver options (max-size=, max-file=, compress=)",
+    "--cgroup-parent": "Optional parent cgroup for the container",
+    "--domainname": "Container NIS domain name",
+    "--label-file": "Read in a line delimited file of labels",
+    "--cidfile": "Write the container ID to the file",
     "--init": "Run an init process inside the container that forwards signals and reaps zombies",
     "--network": ("network", "Connect the container to a network (name, or bridge, host, none, "
                   "container:NAME)"),
@@ -98,7 +111,8 @@ _RUN: dict[str, Entry] = {
 }
 
 _UPDATE = {k: _RUN[k] for k in ("--memory", "--memory-swap", "--cpus", "--cpu-shares", "--cpuset-cpus",
-                                 "--pids-limit", "--restart")}
+                                 "--cpuset-mems", "--cpu-period", "--cpu-quota", "--memory-reservation",
+                                 "--blkio-weight", "--pids-limit", "--restart")}
 
 _PRUNE_FILTER = ("filter", "Filter what is removed (e.g. \"until=24h\", \"label=key=value\")")
 

@@ -46,6 +46,11 @@ def add_resource_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cpus")
     p.add_argument("-c", "--cpu-shares", type=int, default=0)
     p.add_argument("--cpuset-cpus", default="")
+    p.add_argument("--cpuset-mems", default="")
+    p.add_argument("--cpu-period", type=int, default=0)
+    p.add_argument("--cpu-quota", type=int, default=0)
+    p.add_argument("--memory-reservation")
+    p.add_argument("--blkio-weight", type=int, default=0)
     p.add_argument("--pids-limit", type=int)
 
 
@@ -62,6 +67,16 @@ def resource_fields(a: argparse.Namespace) -> dict[str, Any]:
         fields["CpuShares"] = a.cpu_shares
     if a.cpuset_cpus:
         fields["CpusetCpus"] = a.cpuset_cpus
+    if a.cpuset_mems:
+        fields["CpusetMems"] = a.cpuset_mems
+    if a.cpu_period:
+        fields["CpuPeriod"] = a.cpu_period
+    if a.cpu_quota:
+        fields["CpuQuota"] = a.cpu_quota
+    if a.memory_reservation:
+        fields["MemoryReservation"] = ram_in_bytes(a.memory_reservation)
+    if a.blkio_weight:
+        fields["BlkioWeight"] = a.blkio_weight
     if a.pids_limit is not None:
         fields["PidsLimit"] = a.pids_limit
     return fields
@@ -85,6 +100,8 @@ def add_run_flags(p: argparse.ArgumentParser, *, create: bool = False) -> None:
     p.add_argument("--entrypoint")
     p.add_argument("-h", "--hostname", default="")
     add_resource_flags(p)
+    from dockyard.cli.hostopts import add_host_flags
+    add_host_flags(p)
     p.add_argument("--init", action="store_true")
     add_network_flags(p)
     add_storage_flags(p)
@@ -233,6 +250,7 @@ def create_body(a: argparse.Namespace, image: str, cmd: list[str],
     dns = [dns_server(v) for v in a.dns]
     search = [dns_search(v) for v in a.dns_search]
     exposed, bindings = port_specs(a.publish, a.expose)
+    from dockyard.cli.hostopts import file_labels, host_fields
     network_mode, endpoints = networking(a)
     volumes, storage = storage_fields(a)
     host_config: dict[str, Any] = {  # in the order of docker's HostConfig fields
@@ -255,12 +273,13 @@ def create_body(a: argparse.Namespace, image: str, cmd: list[str],
         # create sends every resource field, zero when not given
         "Memory": 0, "MemorySwap": 0, "NanoCpus": 0, "CpuShares": 0, "CpusetCpus": "", "PidsLimit": None,
         **resource_fields(a),
+        **host_fields(a),
         **security_fields(a),
         "ConsoleSize": list(console_size) if console_size else [0, 0],
     }
     body: dict[str, Any] = {
         "Hostname": a.hostname,
-        "Domainname": "",
+        "Domainname": a.domainname,
         "User": a.user,
         "AttachStdin": att_in,
         "AttachStdout": att_out,
@@ -276,7 +295,7 @@ def create_body(a: argparse.Namespace, image: str, cmd: list[str],
         "WorkingDir": a.workdir,
         "Entrypoint": [a.entrypoint] if a.entrypoint is not None else None,
         "OnBuild": None,
-        "Labels": kv_map(a.label),
+        "Labels": kv_map([*file_labels(a.label_file), *a.label]),
         "HostConfig": {k: v for k, v in host_config.items() if v is not None or k in _SENT_AS_NULL},
         "NetworkingConfig": {"EndpointsConfig": endpoints},
     }

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from dockyard.engine.spec import cgroup_parent_of
 from dockyard.errors import DockyardError, Unavailable
 from dockyard.mount import unmount_all
 from dockyard.oci.digest import Digest
@@ -178,11 +179,14 @@ def _mounts_and_cgroups(engine: Any, report: _Report) -> None:
         if cid not in running:
             report.add("mount", str(path), "root file system mounted for a container that is not running",
                        lambda p=path: unmount_all(p, detach=True))
-    parent = engine.config.cgroup_parent.strip("/")
     known = {r.id for r in records}
-    for controller_dir in sorted(_CGROUP_ROOT.iterdir()) if _CGROUP_ROOT.is_dir() else []:
-        base = controller_dir / parent
-        if not base.is_dir() or controller_dir.is_symlink():
+    # the daemon's parent, and the --cgroup-parent of every container
+    parents = sorted({cgroup_parent_of(r, engine.config.cgroup_parent) for r in records}
+                     | {engine.config.cgroup_parent.strip("/")})
+    bases = [controller_dir / parent for controller_dir in sorted(_CGROUP_ROOT.iterdir())
+             if not controller_dir.is_symlink() for parent in parents] if _CGROUP_ROOT.is_dir() else []
+    for base in bases:
+        if not base.is_dir():
             continue
         for d in sorted(base.iterdir()):
             if not d.is_dir() or len(d.name) != 64 or d.name in running or _has_tasks(d):

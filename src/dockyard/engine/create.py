@@ -116,8 +116,59 @@ def validate_resources(res: Resources, ncpu: int) -> list[str]:
     return warnings
 
 
+# log drivers and the options each takes (dockerd's json-file and local); "none" keeps nothing
+_LOG_DRIVERS: dict[str, frozenset[str]] = {
+    "json-file": frozenset({"max-size", "max-file", "compress", "labels", "labels-regex", "env", "env-regex",
+                            "tag"}),
+    "local": frozenset({"max-size", "max-file", "compress"}),
+    "none": frozenset(),
+}
+_LOG_SIZE = re.compile(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([kKmMgGtTpP]?)[bB]?\s*")
+_DECIMAL = {"": 1, "k": 1000, "m": 1000**2, "g": 1000**3, "t": 1000**4, "p": 1000**5}
+
+
+def log_size(text: str) -> int:
+    """A ``max-size`` as dockerd reads it (go-units FromHumanSize: decimal, ``10m`` = 10 000 000)."""
+    m = _LOG_SIZE.fullmatch(text)
+    if not m:
+        raise InvalidArgument(f"invalid size: '{text}'")
+    return int(float(m.group(1)) * _DECIMAL[m.group(2).lower()])
+
+
+def check_log_config(kind: str, options: dict[str, str]) -> None:
+    """The container's LogConfig, refused at create as dockerd refuses it."""
+    allowed = _LOG_DRIVERS.get(kind or "json-file")
+    if allowed is None:
+        raise InvalidArgument(f"logger: no log driver named '{kind}' is registered "
+                              f"(dockyard has {', '.join(sorted(_LOG_DRIVERS))})")
+    for key, value in options.items():
+        if key not in allowed:
+            raise InvalidArgument(f"unknown log opt '{key}' for {kind or 'json-file'} log driver")
+        if key == "max-size" and log_size(value) <= 0:
+            raise InvalidArgument("max-size must be a positive number")
+        if key == "max-file":
+            if not value.strip().isdigit():
+                raise InvalidArgument(f"invalid max-file '{value}': not a number")
+            if int(value) < 1:
+                raise InvalidArgument("max-file cannot be less than 1")
+        if key == "compress" and value.lower() not in ("true", "false", "1", "0", "t", "f"):
+            raise InvalidArgument(f"invalid compress '{value}': not a boolean")
+
+
+def check_cgroup_parent(parent: str) -> None:
+    """``--cgroup-parent``: a path below the cgroup root, absolute or not (cgroupfs)."""
+    if not parent:
+        return
+    parts = parent.strip("/").split("/")
+    if any(p in ("", ".", "..") for p in parts) or any(c in parent for c in "\0\n"):
+        raise InvalidArgument(f"invalid cgroup parent {parent!r}: it must be a path of cgroup names "
+                              "without '.' or '..' components")
+
+
 def validate_host_config(host: HostConfig, cfg: ContainerConfig, ncpu: int) -> list[str]:
     warnings = validate_resources(host.resources, ncpu)
+    check_log_config(host.log_config.type, host.log_config.config)
+    check_cgroup_parent(host.cgroup_parent)
     check_caps(host.cap_add, host.cap_drop)
     parse_security_opts(host.security_opt)
     seccomp_for(host.security_opt, capabilities(host.cap_add, host.cap_drop, host.privileged),

@@ -25,6 +25,7 @@ from dockyard.engine.containers import ContainerStore, now_rfc3339
 from dockyard.engine.create import (
     atomic_write,
     command_line,
+    log_size,
     merge_image_config,
     parse_binds,
     validate_host_config,
@@ -37,7 +38,7 @@ from dockyard.engine.names import generate_name, validate_name
 from dockyard.engine.restart import RestartManager, ran_for
 from dockyard.engine.rootfs import make_dirs, resolve_user
 from dockyard.engine.shims import Running
-from dockyard.engine.spec import build_spec
+from dockyard.engine.spec import build_spec, cgroup_parent_of
 from dockyard.engine.stopping import Stopping
 from dockyard.engine.streams import StreamSession
 from dockyard.engine.system import cgroup_version, ncpu
@@ -231,7 +232,8 @@ class ContainerService(Stopping, LiveRestore):
                 await asyncio.get_running_loop().run_in_executor(None, self.volumes.before_start, rec, rootfs)
             if self.endpoints is not None:
                 self.endpoints.prepare(rec)
-            spec = build_spec(rec, rootfs=rootfs, user=user, cgroup_parent=self.config.cgroup_parent,
+            spec = build_spec(rec, rootfs=rootfs, user=user,
+                              cgroup_parent=cgroup_parent_of(rec, self.config.cgroup_parent),
                               joined=self._joined_namespaces(rec))
             # not fsynced: it is written afresh before every start and read only by the runtime
             # and execs of this run (compact: json's C encoder, not its Python indenting one)
@@ -245,7 +247,7 @@ class ContainerService(Stopping, LiveRestore):
                     container_id=rec.id, bundle=cdir, state_dir=state_dir,
                     runtime=self.runtime_path(rec.runtime), runtime_root=self.runtime_root(rec.runtime),
                     log_path=Path(rec.log_path),
-                    log_max_size=_size(log_cfg.get("max-size")) or self.config.log_max_size,
+                    log_max_size=log_size(log_cfg.get("max-size") or "0") or self.config.log_max_size,
                     log_max_file=int(log_cfg.get("max-file") or self.config.log_max_file),
                     tty=rec.config.tty, stdin=rec.config.open_stdin,
                     console_size=rec.host_config.console_size)
@@ -400,17 +402,6 @@ class ContainerService(Stopping, LiveRestore):
             for fut in waiters:
                 fut.cancel()
         await shims.close_host()
-
-
-def _size(text: str | None) -> int:
-    if not text:
-        return 0
-    units = {"k": 1000, "m": 1000**2, "g": 1000**3, "kb": 1000, "mb": 1000**2, "gb": 1000**3}
-    t = text.strip().lower()
-    for suffix in sorted(units, key=len, reverse=True):
-        if t.endswith(suffix):
-            return int(float(t[: -len(suffix)]) * units[suffix])
-    return int(t)
 
 
 def _exited_at(value: Any) -> str:

@@ -164,6 +164,11 @@ def namespace_list(network: str, pid: str, ipc: str, uts: str,
     return out
 
 
+def cgroup_parent_of(record: ContainerRecord, default: str) -> str:
+    """The cgroup a container's own cgroup goes under: its ``--cgroup-parent``, else the daemon's."""
+    return (record.host_config.cgroup_parent or default).strip("/")
+
+
 def build_spec(record: ContainerRecord, *, rootfs: Path, user: ExecUser, cgroup_parent: str,
                joined: dict[str, int] | None = None) -> dict[str, Any]:
     cfg, host = record.config, record.host_config

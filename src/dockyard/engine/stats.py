@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from dockyard.engine.spec import cgroup_parent_of
 from dockyard.engine.system import mem_total
 from dockyard.engine.types import ContainerRecord
 from dockyard.errors import InvalidArgument, NotFound
@@ -319,7 +320,7 @@ def take(engine: Any, rec: ContainerRecord) -> dict[str, Any]:
     """One sample of ``rec`` (without the pre* fields); the zero shape when it is not running."""
     if not _live(rec):
         return response(rec)
-    parent = str(getattr(engine.config, "cgroup_parent", "dockyard")).strip("/")
+    parent = cgroup_parent_of(rec, str(getattr(engine.config, "cgroup_parent", "dockyard")))
     usage = read_cgroup(cgroup_dirs(f"/{parent}/{rec.id}"), mem_total())
     sys_usage, online = system_cpu(_text(Path("/proc/stat")) or "")
     # CPUStats' field order: cpu_usage, system_cpu_usage, online_cpus (both omitempty), throttling_data

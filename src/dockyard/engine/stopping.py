@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from dockyard.engine import initlayer, shims
 from dockyard.engine.restart import RestartPolicies
 from dockyard.engine.shims import Running
-from dockyard.engine.spec import parse_signal
+from dockyard.engine.spec import cgroup_parent_of, parse_signal
 from dockyard.engine.types import ContainerRecord
 from dockyard.errors import Conflict, DockyardError, Internal, InvalidArgument, NotFound, NotModified
 from dockyard.mount import unmount_all
@@ -163,7 +163,7 @@ class Stopping(RestartPolicies):
             shims.remove_state_dir(self.state_dir(rec.id))
             if rec.snapshot_key:
                 initlayer.remove(self.snapshots, rec.snapshot_key)
-            remove_cgroups(self.config.cgroup_parent, rec.id)
+            remove_cgroups(cgroup_parent_of(rec, self.config.cgroup_parent), rec.id)
             shutil.rmtree(cdir, ignore_errors=True)
             self.store.delete(rec.id)
             if volumes and self.volumes is not None:

@@ -126,6 +126,8 @@ class HostConfig:
     uts_mode: str = ""
     userns_mode: str = ""           # "" (daemon default), "host", or "auto" (a range of its own)
     cgroupns_mode: str = ""         # "host" | "private"; "" = the daemon's default, set at create
+    cgroup_parent: str = ""         # "" = the daemon's --cgroup-parent
+    container_id_file: str = ""     # what the client wrote the ID to (--cidfile); shown, never used
     # None: the engine's defaults (filled in at create, as dockerd does); [] masks nothing
     masked_paths: list[str] | None = None
     readonly_paths: list[str] | None = None

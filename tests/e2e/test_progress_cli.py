@@ -38,9 +38,13 @@ def _tty(daemon: LiveDaemon, *args: str) -> bytes:
     return out
 
 
-def test_push_pull_on_a_terminal_and_in_a_pipe(daemon: LiveDaemon, registry: str) -> None:  # noqa: F811
+def test_push_pull_on_a_terminal_and_in_a_pipe(daemon: LiveDaemon, registry: str,  # noqa: F811
+                                               tmp_path: Path) -> None:
     ref = f"{registry}/{unique('prog')}:1"
-    daemon.cli("tag", "busybox:latest", ref)
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text(f"FROM busybox\nRUN echo {unique('layer')} > /own-layer\n")
+    daemon.cli("build", "-q", "-t", ref, str(ctx))  # busybox's layer plus one of its own
     out = _pipe(daemon, "push", ref).stdout.decode()
     assert ": Pushed\n" in out and "1: digest: sha256:" in out
     assert _pipe(daemon, "push", "-q", ref).stdout.decode() == f"{ref}\n"
@@ -51,9 +55,12 @@ def test_push_pull_on_a_terminal_and_in_a_pipe(daemon: LiveDaemon, registry: str
     daemon.cli("rmi", ref)
     out = _pipe(daemon, "pull", ref).stdout.decode()
     lines = out.splitlines()
-    # busybox's layer is still stored: "Already exists" (else "Pulling fs layer"), then "Pull complete"
-    assert any(line.endswith((": Already exists", ": Pulling fs layer")) for line in lines)
-    assert any(line.endswith(": Pull complete") for line in lines)
+    # busybox's layer is still stored: "Already exists" and nothing more; the image's own layer
+    # went with rmi: "Pulling fs layer" … "Pull complete"
+    present = [line.split(":")[0] for line in lines if line.endswith(": Already exists")]
+    fetched = [line.split(":")[0] for line in lines if line.endswith(": Pull complete")]
+    assert len(present) == 1 and len(fetched) == 1 and not set(present) & set(fetched), lines
+    assert f"{fetched[0]}: Pulling fs layer" in lines
     assert not any("Downloading" in line for line in lines)
     assert lines[-1] == ref
     daemon.cli("rmi", ref)

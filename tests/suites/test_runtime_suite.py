@@ -215,6 +215,44 @@ def test_update_resources(runtime: Runtime, tmp_path: Path) -> None:
     assert c.wait() == 137
 
 
+def _block_device() -> tuple[int, int]:
+    """(major, minor) of a whole disk on this machine, for block I/O throttles."""
+    for name in sorted(os.listdir("/sys/block")):
+        if not name.startswith(("loop", "ram", "zram", "dm-", "md")):
+            major, minor = (Path("/sys/block") / name / "dev").read_text().split(":")
+            return int(major), int(minor)
+    pytest.skip("no block device to throttle")
+
+
+def test_block_io_throttles_and_oom_killer(runtime: Runtime) -> None:
+    """linux.resources.blockIO throttles and memory.disableOOMKiller land in the cgroup files,
+    the same with the built-in runtime as with runc."""
+    major, minor = _block_device()
+    dev = f"{major}:{minor}"
+    c = runtime.bundle(["sleep", "60"], resources={
+        "devices": [{"allow": False, "access": "rwm"}],
+        "memory": {"limit": 64 << 20, "disableOOMKiller": True},
+        "blockIO": {"throttleReadBpsDevice": [{"major": major, "minor": minor, "rate": 1048576}],
+                    "throttleWriteBpsDevice": [{"major": major, "minor": minor, "rate": 2097152}],
+                    "throttleReadIOPSDevice": [{"major": major, "minor": minor, "rate": 300}],
+                    "throttleWriteIOPSDevice": [{"major": major, "minor": minor, "rate": 400}]}})
+    c.create()
+    dirs = cgroup_dirs(c.id)
+    v2 = [d for d in dirs if (d / "io.max").exists()]
+    if v2:
+        line = next(x for x in (v2[0] / "io.max").read_text().splitlines() if x.startswith(dev + " "))
+        assert dict(f.split("=") for f in line.split()[1:]) == {
+            "rbps": "1048576", "wbps": "2097152", "riops": "300", "wiops": "400"}
+    else:
+        blkio = next(d for d in dirs if (d / "blkio.throttle.read_bps_device").exists())
+        for name, rate in (("read_bps", 1048576), ("write_bps", 2097152), ("read_iops", 300), ("write_iops", 400)):
+            assert (blkio / f"blkio.throttle.{name}_device").read_text().split() == [dev, str(rate)], name
+        memory = next(d for d in dirs if (d / "memory.oom_control").exists())
+        assert "oom_kill_disable 1" in (memory / "memory.oom_control").read_text()
+    assert runtime.run("kill", c.id, "KILL").returncode == 0
+    assert c.wait() == 137
+
+
 def test_start_of_missing_container_fails(runtime: Runtime) -> None:
     res = runtime.run("start", "dyt-does-not-exist")
     assert res.returncode != 0

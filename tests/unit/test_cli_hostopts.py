@@ -67,3 +67,21 @@ def test_cgroup_parent_must_be_a_plain_path() -> None:
     for bad in ("/a/../b", "..", "/a//b", "./a", "a\nb"):
         with pytest.raises(InvalidArgument, match="invalid cgroup parent"):
             check_cgroup_parent(bad)
+
+
+def test_block_io_flags() -> None:
+    host = run_body("--blkio-weight-device", "/dev/sda:300", "--device-read-bps", "/dev/sda:1mb",
+                    "--device-write-bps", "/dev/sdb:512k", "--device-read-iops", "/dev/sda:1000",
+                    "--device-write-iops", "/dev/sda:20")["HostConfig"]
+    assert host["BlkioWeightDevice"] == [{"Path": "/dev/sda", "Weight": 300}]
+    assert host["BlkioDeviceReadBps"] == [{"Path": "/dev/sda", "Rate": 1 << 20}]
+    assert host["BlkioDeviceWriteBps"] == [{"Path": "/dev/sdb", "Rate": 512 << 10}]
+    assert host["BlkioDeviceReadIOps"] == [{"Path": "/dev/sda", "Rate": 1000}]
+    assert host["BlkioDeviceWriteIOps"] == [{"Path": "/dev/sda", "Rate": 20}]
+    for flags, why in ((("--device-read-bps", "sda:1mb"), "bad format for device path"),
+                       (("--device-read-bps", "/dev/sda"), "bad format: /dev/sda"),
+                       (("--device-read-bps", "/dev/sda:fast"), "invalid rate for device"),
+                       (("--device-read-iops", "/dev/sda:1k"), "invalid rate for device"),
+                       (("--blkio-weight-device", "/dev/sda:5"), "invalid weight for device")):
+        with pytest.raises(InvalidArgument, match=why):
+            run_body(*flags)

@@ -108,6 +108,11 @@ def parse_resources(f: Fields) -> Resources:
         cpuset_mems=f.text("CpusetMems"),
         pids_limit=f.opt_int("PidsLimit"),
         blkio_weight=f.integer("BlkioWeight"),
+        blkio_weight_device=f.dict_list("BlkioWeightDevice"),
+        blkio_device_read_bps=f.dict_list("BlkioDeviceReadBps"),
+        blkio_device_write_bps=f.dict_list("BlkioDeviceWriteBps"),
+        blkio_device_read_iops=f.dict_list("BlkioDeviceReadIOps"),
+        blkio_device_write_iops=f.dict_list("BlkioDeviceWriteIOps"),
         oom_kill_disable=f.boolean("OomKillDisable"),
     )
 
@@ -290,8 +295,9 @@ def _pids_limit(value: int | None) -> int | None:
 def render_resources(r: Resources) -> dict[str, Any]:
     return {
         "CpuShares": r.cpu_shares, "Memory": r.memory, "NanoCpus": r.nano_cpus, "CgroupParent": "",
-        "BlkioWeight": r.blkio_weight, "BlkioWeightDevice": [], "BlkioDeviceReadBps": [],
-        "BlkioDeviceWriteBps": [], "BlkioDeviceReadIOps": [], "BlkioDeviceWriteIOps": [],
+        "BlkioWeight": r.blkio_weight, "BlkioWeightDevice": r.blkio_weight_device,
+        "BlkioDeviceReadBps": r.blkio_device_read_bps, "BlkioDeviceWriteBps": r.blkio_device_write_bps,
+        "BlkioDeviceReadIOps": r.blkio_device_read_iops, "BlkioDeviceWriteIOps": r.blkio_device_write_iops,
         "CpuPeriod": r.cpu_period, "CpuQuota": r.cpu_quota, "CpuRealtimePeriod": 0,
         "CpuRealtimeRuntime": 0, "CpusetCpus": r.cpuset_cpus, "CpusetMems": r.cpuset_mems,
         "Devices": [], "DeviceCgroupRules": None, "DeviceRequests": None,

@@ -75,6 +75,9 @@ RESOURCES: dict[str, Schema] = {
     "Memory": INT, "MemorySwap": INT, "MemoryReservation": INT, "NanoCpus": INT, "CpuShares": INT,
     "CpuPeriod": INT, "CpuQuota": INT, "CpusetCpus": STR, "CpusetMems": STR, "PidsLimit": INT,
     "BlkioWeight": INT, "OomKillDisable": BOOL,
+    "BlkioWeightDevice": {"type": "array", "items": _obj(Path=STR, Weight=INT)},
+    **{k: {"type": "array", "items": _obj(Path=STR, Rate=INT)}
+       for k in ("BlkioDeviceReadBps", "BlkioDeviceWriteBps", "BlkioDeviceReadIOps", "BlkioDeviceWriteIOps")},
 }
 
 PORT_BINDINGS: Schema = {"type": "object", "additionalProperties": {

@@ -56,6 +56,11 @@ _RUN: dict[str, Entry] = {
     "--domainname": "Container NIS domain name",
     "--label-file": "Read in a line delimited file of labels",
     "--cidfile": "Write the container ID to the file",
+    "--blkio-weight-device": "Block IO weight (relative device weight, /dev/sda:300)",
+    "--device-read-bps": "Limit read rate (bytes per second) from a device (/dev/sda:1mb)",
+    "--device-write-bps": "Limit write rate (bytes per second) to a device (/dev/sda:1mb)",
+    "--device-read-iops": "Limit read rate (IO per second) from a device (/dev/sda:1000)",
+    "--device-write-iops": "Limit write rate (IO per second) to a device (/dev/sda:1000)",
     "--init": "Run an init process inside the container that forwards signals and reaps zombies",
     "--network": ("network", "Connect the container to a network (name, or bridge, host, none, "
                   "container:NAME)"),

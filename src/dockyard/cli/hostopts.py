@@ -22,6 +22,9 @@ def add_host_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--domainname", default="")
     p.add_argument("--label-file", action="append", default=[])
     p.add_argument("--cidfile", default="")
+    p.add_argument("--blkio-weight-device", action="append", default=[])
+    for flag in ("--device-read-bps", "--device-write-bps", "--device-read-iops", "--device-write-iops"):
+        p.add_argument(flag, action="append", default=[])
 
 
 def host_fields(a: argparse.Namespace) -> dict[str, Any]:
@@ -39,7 +42,51 @@ def host_fields(a: argparse.Namespace) -> dict[str, Any]:
         out["ShmSize"] = ram_in_bytes(a.shm_size)
     if a.cidfile:
         out["ContainerIDFile"] = a.cidfile
+    out["BlkioWeightDevice"] = [_weight_device(v) for v in a.blkio_weight_device]
+    for flag, key, iops in (("device_read_bps", "BlkioDeviceReadBps", False),
+                            ("device_write_bps", "BlkioDeviceWriteBps", False),
+                            ("device_read_iops", "BlkioDeviceReadIOps", True),
+                            ("device_write_iops", "BlkioDeviceWriteIOps", True)):
+        out[key] = [_throttle(v, iops) for v in getattr(a, flag)]
     return out
+
+
+def _device_and_value(text: str) -> tuple[str, str]:
+    path, sep, value = text.partition(":")
+    if not sep:
+        raise InvalidArgument(f"bad format: {text}")
+    if not path.startswith("/dev/"):
+        raise InvalidArgument(f"bad format for device path: {text}")
+    return path, value
+
+
+def _weight_device(text: str) -> dict[str, Any]:
+    """``--blkio-weight-device /dev/sda:300``."""
+    path, value = _device_and_value(text)
+    if not value.isdigit() or int(value) >= 1 << 16:
+        raise InvalidArgument(f"invalid weight for device: {text}")
+    weight = int(value)
+    if weight and not 10 <= weight <= 1000:
+        raise InvalidArgument(f"invalid weight for device: {text}")
+    return {"Path": path, "Weight": weight}
+
+
+def _throttle(text: str, iops: bool) -> dict[str, Any]:
+    """``--device-read-bps /dev/sda:1mb`` (sizes as in ``-m``), ``--device-read-iops /dev/sda:1000``."""
+    from dockyard.cli.runopts import ram_in_bytes
+    path, value = _device_and_value(text)
+    if iops:
+        if not value.isdigit():
+            raise InvalidArgument(f"invalid rate for device: {text}. The correct format is "
+                                  "<device-path>:<number>. Number must be a positive integer")
+        return {"Path": path, "Rate": int(value)}
+    try:
+        rate = ram_in_bytes(value)
+    except InvalidArgument:
+        raise InvalidArgument(f"invalid rate for device: {text}. The correct format is "
+                              "<device-path>:<number>[<unit>]. Number must be a positive integer. "
+                              "Unit is optional and can be kb, mb, or gb") from None
+    return {"Path": path, "Rate": rate}
 
 
 def file_labels(paths: list[str]) -> list[str]:

@@ -113,6 +113,66 @@ def validate_resources(res: Resources, ncpu: int) -> list[str]:
                     f"Requested CPUs are not available - requested {res.cpuset_cpus}, available: 0-{ncpu - 1}")
     if res.blkio_weight and not 10 <= res.blkio_weight <= 1000:
         raise InvalidArgument("Range of blkio weight is from 10 to 1000")
+    return warnings + _block_io_and_oom(res)
+
+
+# (field, what dockerd's warning says the kernel lacks, what it says is discarded)
+_THROTTLE_FIELDS = (("blkio_device_read_bps", "BPS Block I/O read limit", "Block I/O BPS read limit"),
+                    ("blkio_device_write_bps", "BPS Block I/O write limit", "Block I/O BPS write limit"),
+                    ("blkio_device_read_iops", "IOPS Block read limit", "Block I/O IOPS read limit"),
+                    ("blkio_device_write_iops", "IOPS Block write limit", "Block I/O IOPS write limit"))
+
+
+def block_device(path: Any) -> tuple[int, int]:
+    """(major, minor) of the block device at ``path``."""
+    import stat
+    try:
+        st = os.stat(str(path))
+    except OSError as exc:
+        raise InvalidArgument(f"invalid device {path}: {exc.strerror}") from exc
+    if not stat.S_ISBLK(st.st_mode):
+        raise InvalidArgument(f"invalid device {path}: not a block device")
+    return os.major(st.st_rdev), os.minor(st.st_rdev)
+
+
+def _block_io_and_oom(res: Resources) -> list[str]:
+    """The per-device block I/O limits and OOM-kill disabling: entries checked, and what this host's
+    cgroups cannot enforce dropped with dockerd's warning (rather than failing every start)."""
+    from dockyard.engine.system import cgroup_features
+    features = cgroup_features()
+    warnings: list[str] = []
+    for entry in res.blkio_weight_device:
+        block_device(entry.get("Path"))
+        weight = entry.get("Weight")
+        if not isinstance(weight, int) or isinstance(weight, bool) or not (weight == 0 or 10 <= weight <= 1000):
+            raise InvalidArgument(f"invalid weight for device {entry.get('Path')}: {weight} "
+                                  "(it must be between 10 and 1000, or 0)")
+    for name, _, _ in _THROTTLE_FIELDS:
+        for entry in getattr(res, name):
+            block_device(entry.get("Path"))
+            rate = entry.get("Rate")
+            if not isinstance(rate, int) or isinstance(rate, bool) or rate < 0:
+                raise InvalidArgument(f"invalid rate for device {entry.get('Path')}: {rate}")
+    if res.blkio_weight and not features["blkio_weight"]:
+        warnings.append("Your kernel does not support Block I/O weight or the cgroup is not mounted. "
+                        "Weight discarded.")
+        res.blkio_weight = 0
+    if res.blkio_weight_device and not features["blkio_weight"]:
+        warnings.append("Your kernel does not support Block I/O weight_device or the cgroup is not mounted. "
+                        "Weight-device discarded.")
+        res.blkio_weight_device = []
+    for name, lacking, dropped in _THROTTLE_FIELDS:
+        if getattr(res, name) and not features["blkio_throttle"]:
+            warnings.append(f"Your kernel does not support {lacking} or the cgroup is not mounted. "
+                            f"{dropped} discarded.")
+            setattr(res, name, [])
+    if res.oom_kill_disable:
+        if not features["oom_kill_disable"]:
+            warnings.append("Your kernel does not support OomKillDisable. OomKillDisable discarded.")
+            res.oom_kill_disable = False
+        elif not res.memory:
+            warnings.append("OOM killer is disabled for the container, but no memory limit is set, "
+                            "this can result in the system running out of resources.")
     return warnings
 
 

@@ -438,7 +438,7 @@ def _merge_resources(old: Resources, new: Resources) -> Resources:
     """``docker update`` changes only the fields that were given (non-zero)."""
     merged = Resources(**vars(old))
     for key, value in vars(new).items():
-        if value not in (0, "", None, False):
+        if value not in (0, "", None, False) and value != []:
             setattr(merged, key, value)
     if new.memory and not new.memory_swap and old.memory_swap > 0 and old.memory_swap < new.memory:
         merged.memory_swap = 0

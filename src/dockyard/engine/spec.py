@@ -89,8 +89,29 @@ def linux_resources(res: Resources) -> dict[str, Any]:
         out["cpu"] = cpu
     if res.pids_limit:  # -1 (from `update --pids-limit -1`) lifts a limit: pids.max = max
         out["pids"] = {"limit": res.pids_limit}
+    block_io = _block_io(res)
+    if block_io:
+        out["blockIO"] = block_io
+    return out
+
+
+def _block_io(res: Resources) -> dict[str, Any]:
+    """linux.resources.blockIO; devices by number, looked up now (they may differ across boots)."""
+    from dockyard.engine.create import block_device
+    out: dict[str, Any] = {}
     if res.blkio_weight:
-        out["blockIO"] = {"weight": res.blkio_weight}
+        out["weight"] = res.blkio_weight
+    if res.blkio_weight_device:
+        out["weightDevice"] = [dict(zip(("major", "minor"), block_device(d["Path"]), strict=True),
+                                    weight=int(d["Weight"])) for d in res.blkio_weight_device]
+    for field, key in (("blkio_device_read_bps", "throttleReadBpsDevice"),
+                       ("blkio_device_write_bps", "throttleWriteBpsDevice"),
+                       ("blkio_device_read_iops", "throttleReadIOPSDevice"),
+                       ("blkio_device_write_iops", "throttleWriteIOPSDevice")):
+        entries = getattr(res, field)
+        if entries:
+            out[key] = [dict(zip(("major", "minor"), block_device(d["Path"]), strict=True), rate=int(d["Rate"]))
+                        for d in entries]
     return out
 
 

@@ -40,6 +40,29 @@ def cgroup_version() -> str:
     return "2" if Path("/sys/fs/cgroup/cgroup.controllers").exists() else "1"
 
 
+def cgroup_features() -> dict[str, bool]:
+    """What the host's cgroups can enforce (dockerd's sysinfo): blkio weights need the CFQ or BFQ
+    scheduler's files, throttles the blkio (v1) or io (v2) controller, OOM-kill disabling v1's
+    memory.oom_control. Read once: it does not change while the daemon runs."""
+    global _FEATURES
+    if _FEATURES is None:
+        root = Path("/sys/fs/cgroup")
+        if (root / "cgroup.controllers").exists():
+            io = "io" in (root / "cgroup.controllers").read_text().split()
+            _FEATURES = {"blkio_weight": io, "blkio_throttle": io, "oom_kill_disable": False}
+        else:
+            blkio = root / "blkio"
+            _FEATURES = {
+                "blkio_weight": (blkio / "blkio.weight").exists() or (blkio / "blkio.bfq.weight").exists(),
+                "blkio_throttle": (blkio / "blkio.throttle.read_bps_device").exists(),
+                "oom_kill_disable": (root / "memory" / "memory.oom_control").exists(),
+            }
+    return _FEATURES
+
+
+_FEATURES: dict[str, bool] | None = None
+
+
 def ncpu() -> int:
     try:
         return len(os.sched_getaffinity(0))

@@ -77,6 +77,12 @@ class Resources:
     cpuset_mems: str = ""
     pids_limit: int | None = None   # None/0/-1 = unlimited
     blkio_weight: int = 0
+    # Docker's shapes: [{"Path": "/dev/sda", "Weight": 300}] and [{"Path": ..., "Rate": ...}]
+    blkio_weight_device: list[dict[str, Any]] = field(default_factory=list)
+    blkio_device_read_bps: list[dict[str, Any]] = field(default_factory=list)
+    blkio_device_write_bps: list[dict[str, Any]] = field(default_factory=list)
+    blkio_device_read_iops: list[dict[str, Any]] = field(default_factory=list)
+    blkio_device_write_iops: list[dict[str, Any]] = field(default_factory=list)
     oom_kill_disable: bool = False
 
 

@@ -221,6 +221,8 @@ class Cgroup:
                 _write(f"{md}/memory.soft_limit_in_bytes", str(mem["reservation"]))
             if mem.get("swappiness") is not None and os.path.exists(f"{md}/memory.swappiness"):
                 _write(f"{md}/memory.swappiness", str(mem["swappiness"]))
+            if mem.get("disableOOMKiller"):
+                _write(f"{md}/memory.oom_control", "1")
         cpu = res.get("cpu") or {}
         cd = self.dir_for("cpu")
         if cd and cpu:
@@ -240,6 +242,9 @@ class Cgroup:
         pd = self.dir_for("pids")
         if pd and "limit" in pids:
             _write(f"{pd}/pids.max", str(pids["limit"]) if pids["limit"] > 0 else "max")
+        bd = self.dir_for("blkio")
+        if bd and res.get("blockIO"):
+            _set_blkio_v1(bd, res["blockIO"])
         dd = self.dir_for("devices")
         if dd and res.get("devices"):
             for rule in res["devices"]:
@@ -270,8 +275,48 @@ class Cgroup:
         pids = res.get("pids") or {}
         if "limit" in pids:
             _write_v2(d, "pids.max", _max(pids["limit"]))
+        if res.get("blockIO"):
+            _set_io_v2(d, res["blockIO"])
         if res.get("devices") is not None:  # absent on updates: the filter stays as it is
             _filter_devices_v2(d, res["devices"])
+
+
+_THROTTLES = (("throttleReadBpsDevice", "read_bps", "rbps"), ("throttleWriteBpsDevice", "write_bps", "wbps"),
+              ("throttleReadIOPSDevice", "read_iops", "riops"), ("throttleWriteIOPSDevice", "write_iops", "wiops"))
+
+
+def _set_blkio_v1(d: str, bio: dict[str, Any]) -> None:
+    """blockIO on v1: the weight where the I/O scheduler offers one (CFQ's ``blkio.weight`` or BFQ's
+    ``blkio.bfq.weight``), and the throttles, one ``major:minor value`` line per device."""
+    weight_file = next((f for f in ("blkio.weight", "blkio.bfq.weight") if os.path.exists(f"{d}/{f}")), None)
+    if bio.get("weight"):
+        if weight_file is None:
+            raise Internal("blockIO weight: the kernel's I/O scheduler offers no blkio weight here")
+        _write(f"{d}/{weight_file}", str(bio["weight"]))
+    for dev in bio.get("weightDevice") or []:
+        if weight_file is None:
+            raise Internal("blockIO weightDevice: the kernel's I/O scheduler offers no blkio weight here")
+        _write(f"{d}/{weight_file.replace('weight', 'weight_device')}",
+               f"{dev['major']}:{dev['minor']} {dev['weight']}")
+    for key, name, _ in _THROTTLES:
+        for dev in bio.get(key) or []:
+            _write(f"{d}/blkio.throttle.{name}_device", f"{dev['major']}:{dev['minor']} {dev['rate']}")
+
+
+def _set_io_v2(d: str, bio: dict[str, Any]) -> None:
+    """blockIO on v2: ``io.max`` per device; the weight in ``io.bfq.weight`` (BFQ's scale is
+    blkio's) or ``io.weight`` (1-10000, converted as runc converts)."""
+    if bio.get("weight"):
+        if os.path.exists(f"{d}/io.bfq.weight"):
+            _write_v2(d, "io.bfq.weight", str(bio["weight"]))
+        else:
+            _write_v2(d, "io.weight", f"default {1 + (int(bio['weight']) - 10) * 9999 // 990}")
+    limits: dict[str, list[str]] = {}
+    for key, _, field in _THROTTLES:
+        for dev in bio.get(key) or []:
+            limits.setdefault(f"{dev['major']}:{dev['minor']}", []).append(f"{field}={dev['rate']}")
+    for dev_id, fields in limits.items():
+        _write_v2(d, "io.max", f"{dev_id} {' '.join(fields)}")
 
 
 def _filter_devices_v2(d: str, rules: list[dict[str, Any]]) -> None:

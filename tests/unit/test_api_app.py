@@ -100,7 +100,7 @@ class FakeEngine:
     async def inspect_image(self, name: str) -> Any:
         raise NotFound(f"No such image: {name}")
 
-    async def pull_image(self, ref: str, platform: str, creds: Any, emit: Any) -> str:
+    async def pull_image(self, ref: str, platform: str, creds: Any, emit: Any, all_tags: bool = False) -> str:
         if ref != "busybox:latest":
             emit({"status": f"Pulling from {ref}"})
         raise NotFound(f"manifest for {ref} not found: manifest unknown")

@@ -63,20 +63,12 @@ def resource_fields(a: argparse.Namespace) -> dict[str, Any]:
         fields["MemorySwap"] = -1 if a.memory_swap == "-1" else ram_in_bytes(a.memory_swap)
     if a.cpus:
         fields["NanoCpus"] = nano_cpus(a.cpus)
-    if a.cpu_shares:
-        fields["CpuShares"] = a.cpu_shares
-    if a.cpuset_cpus:
-        fields["CpusetCpus"] = a.cpuset_cpus
-    if a.cpuset_mems:
-        fields["CpusetMems"] = a.cpuset_mems
-    if a.cpu_period:
-        fields["CpuPeriod"] = a.cpu_period
-    if a.cpu_quota:
-        fields["CpuQuota"] = a.cpu_quota
+    for attr, key in (("cpu_shares", "CpuShares"), ("cpuset_cpus", "CpusetCpus"), ("cpuset_mems", "CpusetMems"),
+                      ("cpu_period", "CpuPeriod"), ("cpu_quota", "CpuQuota"), ("blkio_weight", "BlkioWeight")):
+        if getattr(a, attr):  # given as is; unset (0, "") is left out, as update needs
+            fields[key] = getattr(a, attr)
     if a.memory_reservation:
         fields["MemoryReservation"] = ram_in_bytes(a.memory_reservation)
-    if a.blkio_weight:
-        fields["BlkioWeight"] = a.blkio_weight
     if a.pids_limit is not None:
         fields["PidsLimit"] = a.pids_limit
     return fields

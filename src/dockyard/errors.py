@@ -12,6 +12,7 @@ Hierarchy (all derive from DockyardError; the API maps each to one HTTP status i
     ├── FailedPrecondition   412  a precondition the caller set does not hold
     ├── PermissionDenied     403  not allowed
     ├── Unavailable          503  a dependency is down (runtime, shim, registry)
+    ├── Unsupported          501  a request this configuration cannot serve (logs of the "none" driver)
     └── Internal             500  a bug or an unexpected OS failure
         └── NoSpace          500  the data root's file system is full (ENOSPC, EDQUOT); 500 as in
                                   dockerd, where a full disk is a plain system error
@@ -65,6 +66,10 @@ class PermissionDenied(DockyardError):
 
 
 class Unavailable(DockyardError):
+    pass
+
+
+class Unsupported(DockyardError):  # moby: errdefs.NotImplemented
     pass
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -165,5 +166,31 @@ def test_block_io_limits_and_oom_killer(daemon: LiveDaemon) -> None:
         assert bad.returncode == 125 and b"invalid device /dev/dy-no-such-disk" in bad.stderr
         not_block = daemon.cli("create", "--device-read-bps", "/dev/null:1mb", "busybox", check=False)
         assert not_block.returncode == 125 and b"not a block device" in not_block.stderr
+    finally:
+        daemon.cli("rm", "-f", name, check=False)
+
+
+def test_none_log_driver_keeps_nothing(daemon: LiveDaemon) -> None:
+    """``--log-driver none``: output still reaches an attached client, nothing is written to disk,
+    and ``logs`` says the driver cannot be read (dockerd's answer)."""
+    assert daemon.cli("run", "--rm", "--log-driver", "none", "busybox", "echo", "attached").stdout == b"attached\n"
+    name = unique("nolog")
+    daemon.cli("run", "-d", "--name", name, "--log-driver", "none", "busybox", "sh", "-c",
+               "echo to-nowhere; sleep 300")
+    try:
+        info = _inspect(daemon, name)
+        assert info["LogPath"] == "" and info["HostConfig"]["LogConfig"]["Type"] == "none"
+        cdir = daemon.data_root / "containers" / info["Id"]
+        assert not list(cdir.glob("*json.log*")), sorted(p.name for p in cdir.iterdir())
+        res = daemon.cli("logs", name, check=False)
+        assert (res.returncode, res.stderr) == (
+            1, b"Error response from daemon: configured logging driver does not support reading\n")
+        docker = daemon.docker("logs", name, check=False)
+        assert docker.returncode == 1 and docker.stderr.endswith(
+            b"Error response from daemon: configured logging driver does not support reading\n")
+        status = subprocess.run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "--unix-socket",
+                                 str(daemon.sock), f"http://x/v1.45/containers/{name}/logs?stdout=1&follow=1"],
+                                capture_output=True, check=True, timeout=30).stdout
+        assert status == b"501"  # as dockerd: NotImplemented, before any of the stream
     finally:
         daemon.cli("rm", "-f", name, check=False)

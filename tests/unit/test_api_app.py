@@ -67,6 +67,9 @@ class FakeEngine:
         return ContainerRecord(id="c1", name="one", created="2024-01-01T00:00:00Z", image_id="sha256:x",
                                image_ref="busybox", config=ContainerConfig(image="busybox"), host_config=HostConfig())
 
+    def readable_logs(self, ref: str) -> ContainerRecord:
+        return self.get_container(ref)
+
     async def create_container(self, opts: CreateOptions) -> tuple[str, list[str]]:
         self.created.append(opts)
         return "c1", []

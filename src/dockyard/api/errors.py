@@ -18,6 +18,7 @@ _STATUS: tuple[tuple[type[errors.DockyardError], int], ...] = (
     (errors.FailedPrecondition, 412),
     (errors.PermissionDenied, 403),
     (errors.Unavailable, 503),
+    (errors.Unsupported, 501),
 )
 
 

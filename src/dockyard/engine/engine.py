@@ -36,7 +36,7 @@ from dockyard.engine.types import (
     Resources,
     RestartPolicy,
 )
-from dockyard.errors import Conflict, InvalidArgument, NotFound
+from dockyard.errors import Conflict, InvalidArgument, NotFound, Unsupported
 from dockyard.metadata import Database
 
 log = logging.getLogger(__name__)
@@ -235,12 +235,17 @@ class Engine(ImageFacade):
         await self.containers.remove(rec.id, force, volumes)
         self.execs.forget_container(rec.id)
 
-    async def logs(self, ref: str, opts: LogsOptions) -> AsyncIterator[LogEntry]:
-        from dockyard.shim.jsonlog import follow_log, read_log
+    def readable_logs(self, ref: str) -> ContainerRecord:
+        """The container, if its log driver keeps something ``logs`` can read (checked before a
+        streamed response starts, so the refusal is a plain 501 as from dockerd)."""
         rec = self.store.get(ref)
         if rec.host_config.log_config.type not in ("json-file", "", "local"):
-            raise InvalidArgument(
-                f'configured logging driver does not support reading: "{rec.host_config.log_config.type}"')
+            raise Unsupported("configured logging driver does not support reading")
+        return rec
+
+    async def logs(self, ref: str, opts: LogsOptions) -> AsyncIterator[LogEntry]:
+        from dockyard.shim.jsonlog import follow_log, read_log
+        rec = self.readable_logs(ref)
         cid = rec.id
 
         def stopped() -> bool:

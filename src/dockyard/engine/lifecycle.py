@@ -175,7 +175,9 @@ class ContainerService(Stopping, LiveRestore):
                 id=cid, name=name, created=now_rfc3339(), image_id=image_id,
                 image_ref=opts.config.image, config=cfg, host_config=host, path=path, args=args,
                 platform=image_config.get("os", "linux") or "linux", runtime=runtime,
-                snapshot_key=key, bundle=str(cdir), log_path=str(cdir / f"{cid}-json.log"),
+                snapshot_key=key, bundle=str(cdir),
+                # the "none" driver keeps nothing: no file, an empty LogPath (as dockerd shows it)
+                log_path="" if host.log_config.type == "none" else str(cdir / f"{cid}-json.log"),
                 hostname_path=str(files["hostname"]), hosts_path=str(files["hosts"]),
                 resolv_conf_path=str(files["resolv.conf"]), mounts=mounts, networks=networks,
                 id_range=id_range)
@@ -246,7 +248,7 @@ class ContainerService(Stopping, LiveRestore):
                 shim = await shims.spawn(
                     container_id=rec.id, bundle=cdir, state_dir=state_dir,
                     runtime=self.runtime_path(rec.runtime), runtime_root=self.runtime_root(rec.runtime),
-                    log_path=Path(rec.log_path),
+                    log_path=rec.log_path,
                     log_max_size=log_size(log_cfg.get("max-size") or "0") or self.config.log_max_size,
                     log_max_file=int(log_cfg.get("max-file") or self.config.log_max_file),
                     tty=rec.config.tty, stdin=rec.config.open_stdin,

@@ -63,7 +63,7 @@ async def close_host() -> None:
 
 
 async def spawn(*, container_id: str, bundle: Path, state_dir: Path, runtime: str, runtime_root: Path,
-                log_path: Path, log_max_size: int, log_max_file: int, tty: bool, stdin: bool,
+                log_path: str, log_max_size: int, log_max_file: int, tty: bool, stdin: bool,
                 console_size: tuple[int, int] | None) -> Any:
     """Start a shim (runs ``runtime create``); returns its client once ready. Errors from the
     runtime (bad executable, bad spec) surface as DockyardError with the runtime's message."""

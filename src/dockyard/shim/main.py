@@ -22,7 +22,7 @@ from dockyard.shim.server import Options
 _VALUED = ("--id", "--bundle", "--state-dir", "--runtime", "--runtime-root", "--log-path",
            "--log-max-size", "--log-max-file", "--console-size")
 _FLAGS = ("--tty", "--stdin", "--foreground")
-_REQUIRED = _VALUED[:6]
+_REQUIRED = _VALUED[:5]  # and --log-path, which may be "" (the "none" log driver: no file)
 
 
 class UsageError(Exception):
@@ -50,7 +50,7 @@ def parse(argv: list[str]) -> tuple[Options, bool]:
         else:
             raise UsageError(f"unknown argument {arg!r}")
         i += 1
-    missing = [n for n in _REQUIRED if not vals.get(n)]
+    missing = [n for n in _REQUIRED if not vals.get(n)] + [n for n in ("--log-path",) if n not in vals]
     if missing:
         raise UsageError(f"missing {', '.join(missing)}")
 
@@ -70,7 +70,7 @@ def parse(argv: list[str]) -> tuple[Options, bool]:
     opts = Options(id=vals["--id"], bundle=os.path.abspath(vals["--bundle"]),
                    state_dir=os.path.abspath(vals["--state-dir"]), runtime=vals["--runtime"],
                    runtime_root=os.path.abspath(vals["--runtime-root"]),
-                   log_path=os.path.abspath(vals["--log-path"]),
+                   log_path=os.path.abspath(vals["--log-path"]) if vals["--log-path"] else "",  # "": none
                    log_max_size=number("--log-max-size", DEFAULT_MAX_SIZE),
                    log_max_file=number("--log-max-file", DEFAULT_MAX_FILE),
                    tty="--tty" in flags, stdin="--stdin" in flags, console_size=size)

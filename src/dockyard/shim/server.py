@@ -124,8 +124,9 @@ class Shim:
     def create(self) -> int:
         """``runtime create``; returns the init's pid. The init inherits our pipes (or gets a pty)."""
         self.read_bundle()
-        os.makedirs(os.path.dirname(os.path.abspath(self.o.log_path)), exist_ok=True)
-        self.logw = JSONLogWriter(self.o.log_path, self.o.log_max_size, self.o.log_max_file)
+        if self.o.log_path:  # "": the "none" log driver, output only goes to attached clients
+            os.makedirs(os.path.dirname(os.path.abspath(self.o.log_path)), exist_ok=True)
+            self.logw = JSONLogWriter(self.o.log_path, self.o.log_max_size, self.o.log_max_file)
         pid_file = os.path.join(self.o.state_dir, "init.pid")
         args = ["create", "--bundle", self.o.bundle, "--pid-file", pid_file]
         self.init.sources, self.init.sink, self.init.master = self._spawn(args, self.init, self.o.tty,
@@ -226,7 +227,9 @@ class Shim:
 
     # ----------------------------------------------------------------------------------- output
     def _init_data(self, src: Source, data: bytes) -> None:
-        assert self.logw is not None
+        if self.logw is None:
+            self._fan_out(self.init, src.stream, data)
+            return
         try:
             self.logw.write(_STREAM_NAMES[src.stream], data)
         except OSError as exc:  # a full disk must not stop the container or its attach streams:

@@ -124,7 +124,7 @@ def _logs_options(request: web.Request) -> LogsOptions:
 async def logs(request: web.Request) -> web.StreamResponse:
     opts = _logs_options(request)
     eng = engine(request)
-    tty = (await call(eng.get_container, _id(request))).config.tty
+    tty = (await call(eng.readable_logs, _id(request))).config.tty
     entries = aiterate(eng.logs(_id(request), opts))
     resp = web.StreamResponse(headers={"Content-Type": RAW if tty else MULTIPLEXED})
     await resp.prepare(request)

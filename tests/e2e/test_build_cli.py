@@ -196,6 +196,11 @@ def test_failures_leave_nothing_behind(daemon: LiveDaemon, tmp_path: Path) -> No
     assert res.returncode == 1 and b"missing.txt" in res.stderr and b"not found" in res.stderr
     res = daemon.cli("build", "-t", "Bad:Tag:x", str(ctx), check=False)
     assert res.returncode == 1 and b"invalid reference format" in res.stderr
+    for text, line in (("ARG V=${x\nFROM busybox\n", 1), ("FROM ${img\n", 1), ("FROM busybox\nARG b=${y\n", 2)):
+        (ctx / "Dockerfile").write_text(text)  # substitution errors name their line, in ARG and FROM too
+        res = daemon.cli("build", str(ctx), check=False)
+        assert res.returncode == 1 and f"Dockerfile:{line}: failed to process".encode() in res.stderr, res.stderr
+        assert b"syntax error: missing '}'" in res.stderr
     (ctx / "Dockerfile").write_text("FROM nosuchimage-xyz\n")
     res = daemon.cli("build", str(ctx), check=False)
     assert res.returncode == 1 and b"nosuchimage-xyz" in res.stderr

@@ -17,7 +17,15 @@ from typing import Any
 
 from dockyard.build import steps
 from dockyard.build.cache import BuildCache
-from dockyard.build.dockerfile.instructions import Arg, Instruction, Plan, Stage, parse_instruction, plan
+from dockyard.build.dockerfile.instructions import (
+    Arg,
+    Instruction,
+    Plan,
+    Stage,
+    expand_word,
+    parse_instruction,
+    plan,
+)
 from dockyard.build.dockerfile.parser import parse
 from dockyard.build.dockerfile.shell import Lex
 from dockyard.build.layers import LayerStore
@@ -82,7 +90,7 @@ class Builder:
                     meta[name] = str(self.o.build_args[name])
                     self.used_args.add(name)
                 elif default is not None:
-                    meta[name] = lex.process_word(default, meta)
+                    meta[name] = expand_word(lex, default, meta, arg.line, self.o.dockerfile_name)
         target = len(p.stages) - 1
         if self.o.target:
             names = [s.name for s in p.stages]
@@ -102,7 +110,7 @@ class Builder:
         return None
 
     def _deps(self, p: Plan, stage: Stage, meta: dict[str, str], lex: Lex) -> list[int]:
-        refs = [lex.process_word(stage.base.image, meta)]
+        refs = [expand_word(lex, stage.base.image, meta, stage.base.line, self.o.dockerfile_name)]
         refs += [ref for ins in stage.commands for ref in steps.from_refs(ins)]
         out = []
         for ref in refs:
@@ -150,7 +158,7 @@ class Builder:
 
     async def _stage(self, stage: Stage) -> State:
         lex = Lex(self.escape)
-        ref = lex.process_word(stage.base.image, self.meta)
+        ref = expand_word(lex, stage.base.image, self.meta, stage.base.line, self.o.dockerfile_name)
         self._step(stage.base.original or f"FROM {stage.base.image}")
         idx = self.stage_index(self.plan_, ref, stage.index)
         if idx is not None:
@@ -244,7 +252,8 @@ class Builder:
                 value: str | None = str(self.o.build_args[name])
                 self.used_args.add(name)
             elif default is not None:
-                value = lex.process_word(default, {**run.args, **run.state.env()})
+                value = expand_word(lex, default, {**run.args, **run.state.env()}, ins.line,
+                                    self.o.dockerfile_name)
             elif name in self.meta:
                 value = self.meta[name]  # ARG without a value imports the global one
             else:

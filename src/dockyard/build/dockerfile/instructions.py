@@ -400,6 +400,14 @@ def plan(df: Dockerfile, name: str = "Dockerfile") -> Plan:
     return Plan(meta, stages)
 
 
+def expand_word(lex: Lex, text: str, env: Mapping[str, str], line: int, name: str = "Dockerfile") -> str:
+    """One word expanded; a failure names the line: ``Dockerfile:3: failed to process "${a": …``."""
+    try:
+        return lex.process_word(text, env)
+    except InvalidArgument as exc:
+        raise DockerfileError(f"{name}:{line}: failed to process {go_quote(text)}: {exc}") from exc
+
+
 def expand(ins: Instruction, lex: Lex, env: Mapping[str, str], name: str = "Dockerfile") -> Instruction:
     """The instruction with its words expanded as BuildKit does for that instruction.
 
@@ -407,10 +415,7 @@ def expand(ins: Instruction, lex: Lex, env: Mapping[str, str], name: str = "Dock
     ``Dockerfile:3: failed to process "${a": syntax error: missing '}'``.
     """
     def w(text: str) -> str:
-        try:
-            return lex.process_word(text, env)
-        except InvalidArgument as exc:
-            raise DockerfileError(f"{name}:{ins.line}: failed to process {go_quote(text)}: {exc}") from exc
+        return expand_word(lex, text, env, ins.line, name)
 
     def ws(items: list[str]) -> list[str]:
         out = []

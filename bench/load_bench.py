@@ -42,6 +42,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, fields
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -151,7 +152,8 @@ def engine_processes(target: Target) -> tuple[list[int], list[int]]:
         todo.extend(children.get(pid, ()))
     found.discard(target.daemon_pid)
     my_ns = os.readlink("/proc/self/ns/pid")
-    helpers, containers = [], []
+    helpers: list[int] = []
+    containers: list[int] = []
     for pid in sorted(found):
         try:
             ns = os.readlink(f"/proc/{pid}/ns/pid")
@@ -239,6 +241,11 @@ class Tracker:
     @property
     def requests(self) -> int:
         return sum(len(s) for s in self.samples.values())
+
+
+def _leak(r: Result, name: str) -> str:
+    """A leak figure of one run: final minus baseline."""
+    return str(getattr(r.final, name) - getattr(r.baseline, name))
 
 
 def percentile(samples: list[float], q: float) -> float:
@@ -572,15 +579,15 @@ def report(results: list[Result], args: argparse.Namespace, machine: dict[str, s
               "a negative figure is fewer than the baseline, not a leak)", "",
               "| figure | " + " | ".join(names) + " |", "|---|" + "---:|" * len(names)]
     for name in LEAK_FIELDS:
-        total_row(name.replace("_", " "), lambda r, n=name: str(getattr(r.final, n) - getattr(r.baseline, n)))
+        total_row(name.replace("_", " "), partial(_leak, name=name))
     total_row("**total leaks**", lambda r: f"**{sum(r.leaks.values())}**")
     cols = [f.name for f in fields(Snapshot) if f.name != "label"]
     for r in results:
         lines += ["", f"## Resources over the run: {r.target.name}", "",
                   "| when | " + " | ".join(c.replace("_", " ") for c in cols) + " |",
                   "|---|" + "---:|" * len(cols)]
-        for s in r.snapshots:
-            lines.append(f"| {s.label} | " + " | ".join(str(getattr(s, c)) for c in cols) + " |")
+        for snap in r.snapshots:
+            lines.append(f"| {snap.label} | " + " | ".join(str(getattr(snap, c)) for c in cols) + " |")
     failures = [(r.target.name, f) for r in results for f in r.tracker.failures]
     if failures:
         lines += ["", "## Failures (first 20)", ""]

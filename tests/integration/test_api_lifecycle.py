@@ -125,6 +125,25 @@ def test_attach_stdin_and_exec(daemon: tuple[Daemon, str]) -> None:
     assert d.json("POST", f"/containers/{cid}/wait")["StatusCode"] == 0
     d.request("DELETE", f"/containers/{cid}?force=1")
 
+    # without StdinOnce (docker run -d -i, then docker attach) the client's EOF ends only the attach:
+    # the container's stdin stays open for the next one, as with dockerd
+    cid = d.json("POST", "/containers/create", expect=201, body={
+        "Image": image, "Cmd": ["cat"], "OpenStdin": True, "StdinOnce": False})["Id"]
+    assert d.request("POST", f"/containers/{cid}/start")[0] == 204
+    for text in (b"first attach\n", b"second attach\n"):
+        sock, rest = hijack(d, f"/v1.45/containers/{cid}/attach?stream=1&stdin=1&stdout=1")
+        try:
+            sock.sendall(text)
+            got = rest
+            while text not in b"".join(data for _, data in unframe(got)[0]):
+                got += sock.recv(65536)
+            sock.shutdown(socket.SHUT_WR)
+            read_all(sock, b"")  # the daemon ends the attach
+        finally:
+            sock.close()
+        assert d.json("GET", f"/containers/{cid}/json")["State"]["Running"] is True
+    d.request("DELETE", f"/containers/{cid}?force=1")
+
     cid = d.json("POST", "/containers/create", {"Image": image, "Cmd": ["sleep", "60"]}, expect=201)["Id"]
     d.request("POST", f"/containers/{cid}/start")
     exec_id = d.json("POST", f"/containers/{cid}/exec", expect=201, body={

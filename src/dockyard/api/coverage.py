@@ -37,8 +37,6 @@ REASONS: dict[str, str] = {
     "Secret": "Swarm secrets belong to Swarm mode, which is out of scope",
     "Config": "Swarm configs belong to Swarm mode, which is out of scope",
     "Plugin": "managed engine plugins are not supported: the volume and network drivers are built in",
-    "GET /containers/{id}/attach/ws": "the websocket form of attach is not served; the docker CLI, "
-                                      "the SDK and compose use the hijacked POST /containers/{id}/attach",
     "PUT /volumes/{name}": "it updates cluster (CSI) volumes, a Swarm feature, which is out of scope",
     "Session": "BuildKit's session protocol (gRPC over a hijacked connection) is not spoken: "
                "builds go through POST /build with the context in the body",

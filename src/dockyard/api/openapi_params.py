@@ -159,6 +159,8 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         *qb("follow", "stdout", "stderr", "timestamps"), q("since", STR), q("until", STR), q("tail", STR))),
     ("POST", "/containers/{id}/attach"): Operation(query=(
         q("detachKeys", STR), *qb("logs", "stream", "stdin", "stdout", "stderr"))),
+    ("GET", "/containers/{id}/attach/ws"): Operation(query=(
+        q("detachKeys", STR), *qb("logs", "stream", "stdin", "stdout", "stderr"))),
     ("POST", "/containers/{id}/resize"): Operation(query=(q("h", INT), q("w", INT))),
     ("GET", "/containers/{id}/top"): Operation(query=(q("ps_args", STR),)),
     ("POST", "/containers/{id}/rename"): Operation(query=(q("name", STR, required=True),)),

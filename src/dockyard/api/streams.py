@@ -180,11 +180,36 @@ async def hijack(request: web.Request, content_type: str) -> Hijacked:
     return Hijacked(resp, parser)
 
 
-async def pump(session: Any, conn: Hijacked, detach_keys: bytes | None, stdin: bool) -> None:
+class WebSocketConn:
+    """``attach/ws``: the container's raw streams as websocket messages — binary out (stdout and
+    stderr unframed, as dockerd sends them), text or binary in; a close is EOF."""
+
+    def __init__(self, ws: web.WebSocketResponse) -> None:
+        self.ws = ws
+
+    async def write(self, data: bytes) -> None:
+        await self.ws.send_bytes(data)
+
+    async def read(self) -> bytes | None:
+        from aiohttp import WSMsgType
+        while True:
+            msg = await self.ws.receive()
+            if msg.type == WSMsgType.BINARY:
+                return bytes(msg.data)
+            if msg.type == WSMsgType.TEXT:
+                return str(msg.data).encode()
+            if msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED, WSMsgType.ERROR):
+                return None
+
+
+async def pump(session: Any, conn: Hijacked | WebSocketConn, detach_keys: bytes | None, stdin: bool,
+               framed: bool | None = None) -> None:
     """Bridge an engine StreamSession and a hijacked connection until the output ends or the client
-    detaches or goes away. Output is framed unless the session has a tty; client half-close closes
-    the session's stdin; the session is always closed (which never stops the container)."""
+    detaches or goes away. Output is framed unless the session has a tty (or ``framed`` says
+    otherwise); client half-close closes the session's stdin; the session is always closed (which
+    never stops the container)."""
     tty = bool(getattr(session, "tty", False))
+    raw = not framed if framed is not None else tty
 
     async def output() -> None:
         while True:
@@ -192,17 +217,21 @@ async def pump(session: Any, conn: Hijacked, detach_keys: bytes | None, stdin: b
             if item is None:
                 return
             stream, data = item
-            await conn.write(data if tty else frame(stream, data))
+            await conn.write(data if raw else frame(stream, data))
 
     async def input_() -> bool:
-        """Returns True when the client detached, False at client EOF."""
+        """Returns True when the attach is over (the client detached, or its stdin ended and that
+        does not close the container's), False at a client EOF that leaves the output running."""
         matcher = DetachMatcher(detach_keys) if detach_keys else None
         while True:
             data = await conn.read()
             if data is None:
-                if stdin:
+                if not stdin:
+                    return False
+                if getattr(session, "stdin_once", True) and not tty:
                     await session.close_stdin()
-                return False
+                    return False
+                return True  # dockerd: the container's stdin stays open, this attach ends
             detached = False
             if matcher is not None:
                 data, detached = matcher.feed(data)

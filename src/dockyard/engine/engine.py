@@ -274,14 +274,16 @@ class Engine(ImageFacade):
         if logs:
             async for entry in self.logs(rec.id, LogsOptions(stdout=stdout, stderr=stderr)):
                 prefix.append((1 if entry.stream == "stdout" or rec.config.tty else 2, entry.data))
-        session = StreamSession(tty=rec.config.tty, stdin=stdin, stdout=stdout, stderr=stderr, prefix=prefix)
+        session = StreamSession(tty=rec.config.tty, stdin=stdin, stdout=stdout, stderr=stderr, prefix=prefix,
+                                stdin_once=rec.config.stdin_once)
         if not stream:
             session.end()
             return session
         self.containers.emit(rec, "attach")
         run = self.containers.running.get(rec.id)
         if run is not None and rec.state.running:
-            session.connect(await run.shim.attach(stdin=stdin, stdout=stdout, stderr=stderr))
+            session.connect(await run.shim.attach(stdin=stdin, stdout=stdout, stderr=stderr,
+                                                  stdin_once=rec.config.stdin_once))
         elif rec.state.status == "created":
             self.containers.pending_attach.setdefault(rec.id, []).append(session)
         else:

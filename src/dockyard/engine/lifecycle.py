@@ -259,7 +259,7 @@ class ContainerService(Stopping, LiveRestore):
                 await self.endpoints.plumb(rec, shim.pid)
             for session in self.pending_attach.pop(rec.id, []):
                 session.connect(await shim.attach(stdin=session.want_stdin, stdout=session.want_stdout,
-                                                  stderr=session.want_stderr))
+                                                  stderr=session.want_stderr, stdin_once=session.stdin_once))
             started_at = now_rfc3339()
             await shim.start()
             # the init's pid came with the shim's ready record; ask only a shim that did not say

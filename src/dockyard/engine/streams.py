@@ -18,8 +18,11 @@ from dockyard.errors import DockyardError, Unavailable
 class StreamSession:
     def __init__(self, *, tty: bool, stdin: bool = False, stdout: bool = True, stderr: bool = True,
                  prefix: list[tuple[int, bytes]] | None = None,
-                 on_exit: Callable[[int], None] | None = None) -> None:
+                 on_exit: Callable[[int], None] | None = None, stdin_once: bool = True) -> None:
         self.tty = tty
+        # the client's stdin EOF closes the process's stdin (exec; a container with StdinOnce),
+        # else it only ends this attach (dockerd's CopyStreams)
+        self.stdin_once = stdin_once
         self.exit_code: int | None = None
         self.want_stdin, self.want_stdout, self.want_stderr = stdin, stdout, stderr
         self._prefix = list(prefix or [])

@@ -355,9 +355,11 @@ class ShimClient:
     async def delete(self) -> None:
         await self._call({"op": "delete"})
 
-    async def attach(self, stdin: bool = False, stdout: bool = True, stderr: bool = True) -> ShimStream:
+    async def attach(self, stdin: bool = False, stdout: bool = True, stderr: bool = True,
+                     stdin_once: bool = True) -> ShimStream:
+        """``stdin_once``: this client's stdin EOF (or going away) closes the container's stdin."""
         reply, reader, writer = await self._open({"op": "attach", "stdin": stdin, "stdout": stdout,
-                                                  "stderr": stderr})
+                                                  "stderr": stderr, "stdin_once": stdin_once})
         return ShimStream(reader, writer, tty=bool(reply.get("tty")))
 
     async def exec(self, exec_id: str, process: dict[str, Any], tty: bool = False,

@@ -427,19 +427,20 @@ class Shim:
     def op_attach(self, conn: Conn, req: dict[str, Any]) -> None:
         conn.send(proto.encode({"ok": True, "tty": self.o.tty}))
         self._stream(conn, self.init, bool(req.get("stdin")), bool(req.get("stdout", True)),
-                     bool(req.get("stderr", True)), self.o.tty)
+                     bool(req.get("stderr", True)), self.o.tty, close_stdin=bool(req.get("stdin_once", True)))
         if self.init.done:
             conn.finish()
 
     def _stream(self, conn: Conn, proc: Proc, stdin: bool, stdout: bool, stderr: bool,
-                tty: bool) -> None:
+                tty: bool, close_stdin: bool = True) -> None:
         conn.streaming = True
         conn.streams = {s for s, want in ((proto.STDOUT, stdout), (proto.STDERR, stderr)) if want}
         sink = proc.sink
         if stdin and sink is not None and not proc.done:
             conn.on_stdin = sink.write
-            # tty: EOF of one client says nothing to the terminal; pipe: it is the container's EOF
-            conn.on_stdin_eof = (lambda: None) if tty else sink.close
+            # tty: EOF of one client says nothing to the terminal; pipe: it is the container's EOF,
+            # unless the container keeps its stdin across attaches (no StdinOnce: dockerd)
+            conn.on_stdin_eof = sink.close if close_stdin and not tty else (lambda: None)
         if not proc.done:
             proc.conns.append(conn)
             conn.on_drained = lambda: self._pressure(proc)

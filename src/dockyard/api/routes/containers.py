@@ -22,7 +22,7 @@ from dockyard.api.routes.common import (
     qopt_int,
     qstr,
 )
-from dockyard.api.streams import MULTIPLEXED, RAW, frame, hijack, parse_detach_keys, pump
+from dockyard.api.streams import MULTIPLEXED, RAW, WebSocketConn, frame, hijack, parse_detach_keys, pump
 from dockyard.api.timefmt import parse_time_param
 from dockyard.engine.types import ListOptions, LogsOptions
 from dockyard.errors import InvalidArgument
@@ -153,6 +153,25 @@ async def attach(request: web.Request) -> web.StreamResponse:
     return conn.response
 
 
+async def attach_ws(request: web.Request) -> web.StreamResponse:
+    """``GET /containers/{id}/attach/ws``: attach over a websocket (web consoles use it)."""
+    ws = web.WebSocketResponse()
+    if not ws.can_prepare(request).ok:
+        raise InvalidArgument("this endpoint speaks websocket: send an Upgrade: websocket request")
+    keys = parse_detach_keys(qstr(request, "detachKeys"))
+    stdin = qbool(request, "stdin")
+    session = await call(engine(request).attach, _id(request), stdin, qbool(request, "stdout"),
+                         qbool(request, "stderr"), logs=qbool(request, "logs"), stream=qbool(request, "stream"))
+    try:
+        await ws.prepare(request)
+    except BaseException:
+        await session.close()
+        raise
+    await pump(session, WebSocketConn(ws), keys, stdin, framed=False)
+    await ws.close()
+    return ws
+
+
 async def resize(request: web.Request) -> web.Response:
     await call(engine(request).resize, _id(request), qint(request, "h", 0), qint(request, "w", 0))
     return web.Response(status=200)
@@ -207,6 +226,7 @@ ROUTES: Routes = [
     ("DELETE", "/containers/{id}", remove),
     ("GET", "/containers/{id}/logs", logs),
     ("POST", "/containers/{id}/attach", attach),
+    ("GET", "/containers/{id}/attach/ws", attach_ws),
     ("POST", "/containers/{id}/resize", resize),
     ("GET", "/containers/{id}/top", top),
     ("POST", "/containers/{id}/rename", rename),

@@ -507,6 +507,29 @@ def test_open_collects_what_a_crash_left(tmp_path: Path, runtime: str) -> None:
     run_with_engine(tmp_path, runtime, body)
 
 
+def test_open_finishes_a_removal_a_crash_cut_short(tmp_path: Path, runtime: str) -> None:
+    """rm marks the record "removing", drops the layer, then the record: a crash in between
+    must not leave a container whose layer is gone (system check's complaint); the next start
+    finishes the removal."""
+    async def body(engine: Any, base: Path, exec_root: Path, holder: dict[str, Any]) -> None:
+        from dockyard.engine import initlayer
+        from tests.integration.test_engine_fixtures import open_engine
+        cid, _ = await engine.create_container(opts(["true"]))
+        rec = engine.store.get(cid)
+        rec.state.status = "removing"
+        engine.store.save(rec)
+        initlayer.remove(engine.snapshots, rec.snapshot_key)  # ... and here the daemon died
+        await engine.close()
+        engine = await open_engine(base, exec_root, runtime)
+        holder["engine"] = engine
+        with pytest.raises(NotFound):
+            engine.store.get(cid)
+        assert not (base / "data" / "containers" / cid).exists()
+        assert [f for f in await engine.system_check(repair=False) if f.kind == "container"] == []
+
+    run_with_engine(tmp_path, runtime, body)
+
+
 def test_tty_attach_resize_and_stdin(tmp_path: Path, runtime: str) -> None:
     async def body(engine: Any, base: Path, exec_root: Path, holder: dict[str, Any]) -> None:
         options = opts(["sh", "-c", "read line; echo got $line; stty size; echo $TERM"])

@@ -46,6 +46,9 @@ class LiveRestore:
     async def start_at_boot(self, recs: list[ContainerRecord]) -> None:
         raise NotImplementedError
 
+    async def remove(self, ref: str, force: bool = False, volumes: bool = False) -> None:
+        raise NotImplementedError
+
     async def restore(self) -> None:
         """Reattach to live shims; record exits that happened while the engine was away; clean up
         what a crash mid-create/start/remove left (orphan snapshots, dirs, shims, mounts); then
@@ -55,6 +58,11 @@ class LiveRestore:
             await self._restore_all()
         finally:
             self._restoring = False
+        for rec in [r for r in self.store.all() if r.state.status == "removing"]:
+            # an rm a crash cut short (its layer may already be gone): finish it; anonymous
+            # volumes stay, as rm -v was not recorded (volume prune reclaims them)
+            with contextlib.suppress(DockyardError, OSError):
+                await self.remove(rec.id, force=True)
         self._collect_orphans()
         await self.start_at_boot(self.store.all())
 

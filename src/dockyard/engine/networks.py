@@ -209,6 +209,7 @@ class NetworkService:
         rec.own_bridge = builtin or not await links.link_exists(bridge)
         pools = self._check_pools(opts.ipam_config, opts.enable_ipv6)
         allocated: list[str] = []
+        inserted = False
         try:
             for pool in pools:
                 wanted = ula_subnet(nid) if pool.subnet == ULA else pool.subnet
@@ -221,9 +222,14 @@ class NetworkService:
                                                 aux_addresses=dict(pool.aux_addresses)))
             if opts.enable_ipv6:
                 links.enable_forwarding(ipv6=True)
-            await self._plumb(rec)
+            # the record first: a daemon killed before the bridge exists makes it at the next
+            # start (open plumbs every network); bridge first would leave a device no record owns
             self.store.insert(rec)
+            inserted = True
+            await self._plumb(rec)
         except BaseException:
+            if inserted:
+                self.store.delete(rec.id)
             for key in allocated:
                 self.ipam.release_network(key)
             await self._unplumb(rec)
